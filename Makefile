@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make run` and `make test`. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt | sha1sum | cut -c1-12)
+
+# The real services the suite runs against; override to isolate parallel runs.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/messenger
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
+export SECRET_KEY ?= test-secret-key-not-for-production-0123456789
+
+.PHONY: run test lint check-services stack migrate bench soak clean
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+# Embedded default: SQLite, in-memory channel layer, eager Celery. Nothing to install.
+run: $(STAMP)
+	mkdir -p var
+	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --noinput
+	DEBUG=$${DEBUG:-1} OTP_TEST_NUMBERS=$${OTP_TEST_NUMBERS-} $(VENV)/bin/uvicorn config.asgi:application \
+		--host 127.0.0.1 --port $${PORT:-8000} --ws websockets --lifespan off
+
+check-services: $(STAMP)
+	@$(PY) scripts/check_services.py "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: check-services lint
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) manage.py makemigrations --check --dry-run
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The real stack against PostgreSQL and Redis: ASGI server, Celery worker and beat.
+stack: $(STAMP) check-services
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
+		$(PY) manage.py migrate --noinput
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
+		PATH=$(VENV)/bin:$$PATH $(VENV)/bin/honcho start -f Procfile
+
+clean:
+	rm -rf $(VENV) var db.sqlite3

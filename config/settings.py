@@ -1,0 +1,276 @@
+"""All settings, read from the environment in one place.
+
+Unset variables mean the embedded default: SQLite, an in-memory channel layer
+and Celery tasks run eagerly, so `make run` needs nothing installed.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", default=False)
+# The embedded default key is for development only; `core` warns at start-up
+# (system check core.W001) when it is used outside DEBUG.
+INSECURE_DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me-0123456789abcdef"  # noqa: S105
+SECRET_KEY = env_str("SECRET_KEY") or INSECURE_DEFAULT_SECRET_KEY
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "channels",
+    "core",
+    "accounts",
+    "contacts",
+    "messaging",
+    "realtime",
+    "notifications",
+    "media",
+]
+
+MIDDLEWARE = [
+    "core.middleware.DatabaseUnavailableMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# --- Storage -----------------------------------------------------------------
+
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+        )
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": BASE_DIR / "db.sqlite3",
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+        }
+    }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A dead database must fail fast (503), never hang a request.
+    DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 3))
+    DATABASES["default"]["OPTIONS"].setdefault(
+        "options", f"-c statement_timeout={env_int('DB_STATEMENT_TIMEOUT_MS', 15000)}"
+    )
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+
+REDIS_URL = env_str("REDIS_URL")
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "msgr"),
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": env_str("CHANNEL_LAYER_PREFIX", "asgi"),
+                "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1000),
+                "expiry": 60,
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+MEDIA_ROOT = env_str("MEDIA_ROOT") or str(BASE_DIR / "var" / "media")
+MEDIA_URL = "/media/"
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+# --- Celery --------------------------------------------------------------------
+
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = 300
+CELERY_TASK_SOFT_TIME_LIMIT = 240
+# A task unacknowledged this long is redelivered (worker killed mid-task).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 600),
+    "socket_connect_timeout": 3,
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE: dict = {}
+
+# --- REST --------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.DeviceTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["core.renderers.ORJSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "core.parsers.StrictJSONParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "core.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Messenger API",
+    "DESCRIPTION": "Phone-contacts-based messaging backend. See README for the WebSocket protocol.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {},
+}
+
+# Request bodies beyond this are refused with 413 (uploads stream separately).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+
+# --- Accounts and OTP ------------------------------------------------------------
+
+SMS_BACKEND = env_str("SMS_BACKEND", "console")
+SMS_FILE_PATH = env_str("SMS_FILE_PATH", str(BASE_DIR / "var" / "sms.jsonl"))
+SMS_HTTP_URL = env_str("SMS_HTTP_URL")
+SMS_HTTP_TOKEN = env_str("SMS_HTTP_TOKEN")
+SMS_HTTP_SENDER = env_str("SMS_HTTP_SENDER")
+OTP_TEST_NUMBERS = env_list("OTP_TEST_NUMBERS")
+OTP_TEST_CODE = env_str("OTP_TEST_CODE", "000000")
+OTP_TTL_SECONDS = env_int("OTP_TTL_SECONDS", 300)
+OTP_RESEND_AFTER_SECONDS = env_int("OTP_RESEND_AFTER_SECONDS", 60)
+OTP_MAX_ATTEMPTS = env_int("OTP_MAX_ATTEMPTS", 5)
+# SMS send limits: (count, window seconds).
+OTP_LIMIT_PER_NUMBER = (env_int("OTP_LIMIT_PER_NUMBER", 5), 3600)
+OTP_LIMIT_PER_IP = (env_int("OTP_LIMIT_PER_IP", 20), 3600)
+OTP_LIMIT_PER_PREFIX = (env_int("OTP_LIMIT_PER_PREFIX", 500), 3600)
+# Wrong codes per number across all its codes (brute force over resends).
+OTP_VERIFY_LIMIT_PER_NUMBER = (env_int("OTP_VERIFY_LIMIT_PER_NUMBER", 20), 3600)
+OTP_VERIFY_LIMIT_PER_IP = (env_int("OTP_VERIFY_LIMIT_PER_IP", 100), 3600)
+# Number of trusted reverse proxies in front of the server (X-Forwarded-For).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+DEVICE_ACTIVITY_RESOLUTION = timedelta(seconds=60)
+# Other apps' reactions to account events, as dotted paths (accounts imports none of them).
+# Run after commit with user_id=..., when a number registers for the first time:
+ACCOUNT_REGISTERED_HOOKS: list[str] = []
+# Run in order inside the deletion transaction with user_id=...:
+ACCOUNT_DELETION_STEPS: list[str] = []
+
+# Each app below owns its own block: settings, CELERY_BEAT_SCHEDULE entries
+# and its entries in the ACCOUNT_* hook lists.
+
+# --- Contacts ---------------------------------------------------------------------
+
+# (contacts settings)
+
+# --- Messaging ------------------------------------------------------------------
+
+# (messaging settings)
+
+# --- Realtime ------------------------------------------------------------------
+
+WS_FRAME_RATE = env_int("WS_FRAME_RATE", 20)
+WS_FRAME_BURST = env_int("WS_FRAME_BURST", 100)
+WS_MAX_FRAME_BYTES = 64 * 1024
+
+# (realtime settings)
+
+# --- Push ----------------------------------------------------------------------
+
+PUSH_BACKEND = env_str("PUSH_BACKEND", "log")
+PUSH_FILE_PATH = env_str("PUSH_FILE_PATH", str(BASE_DIR / "var" / "push.jsonl"))
+
+# (push settings)
+
+# --- Media -----------------------------------------------------------------------
+
+# (media settings)
+
+# --- Exports and sunset ------------------------------------------------------------
+
+# (exports settings)
+
+# --- Logging: never log phone numbers or address books. -----------------------------
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}
+
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
+USE_I18N = False

@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from core.apis import HealthApi
+
+api_v1 = [
+    path("", include("accounts.urls")),
+    path("", include("contacts.urls")),
+    path("", include("messaging.urls")),
+    path("", include("media.urls")),
+    path("", include("notifications.urls")),
+]
+
+urlpatterns = [
+    path("healthz", HealthApi.as_view(), name="healthz"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/v1/", include(api_v1)),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "core.errors.handler400"
+handler403 = "core.errors.handler403"
+handler404 = "core.errors.handler404"
+handler500 = "core.errors.handler500"

@@ -1,0 +1,42 @@
+"""Test data, made through the same services the API uses."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from rest_framework.test import APIClient
+
+from accounts.models import Device, User
+from accounts.services import device_create
+
+_numbers = itertools.count(1000)
+
+
+@dataclass
+class SignedInDevice:
+    user: User
+    device: Device
+    token: str
+
+    @property
+    def client(self) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {self.token}")
+        return client
+
+    def another_device(self, name: str = "Tablet", platform: str = "ios") -> SignedInDevice:
+        device, token = device_create(user=self.user, name=name, platform=platform)
+        return SignedInDevice(user=self.user, device=device, token=token)
+
+
+def next_phone() -> str:
+    """A fresh valid UK mobile number (+44 7700 9xxxxx is Ofcom's drama range)."""
+    return f"+4477009{next(_numbers) % 100000:05d}"
+
+
+def sign_in(phone: str | None = None, display_name: str = "", platform: str = "android",
+            **fields: object) -> SignedInDevice:
+    user = User.objects.create_user(phone=phone or next_phone(), display_name=display_name, **fields)
+    device, token = device_create(user=user, name="Phone", platform=platform)
+    return SignedInDevice(user=user, device=device, token=token)
