@@ -88,27 +88,29 @@ def device_data(device: Device, *, current_id: object) -> dict[str, Any]:
 # --- OTP -----------------------------------------------------------------------------
 
 
+class OtpRequestInput(StrictSerializer):
+    phone = serializers.JSONField(help_text="A phone number; E.164, or national with `region`.")
+    region = StrictCharField(required=False, allow_blank=True, max_length=2)
+
+
+class OtpRequestOutput(serializers.Serializer):
+    phone = serializers.CharField()
+    expires_in = serializers.IntegerField()
+    resend_after = serializers.IntegerField()
+
+
 class OtpRequestApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
-    class InputSerializer(StrictSerializer):
-        phone = serializers.JSONField(help_text="A phone number; E.164, or national with `region`.")
-        region = StrictCharField(required=False, allow_blank=True, max_length=2)
-
-    class OutputSerializer(serializers.Serializer):
-        phone = serializers.CharField()
-        expires_in = serializers.IntegerField()
-        resend_after = serializers.IntegerField()
-
     @extend_schema(
         operation_id="otp_request",
-        request=InputSerializer,
-        responses={202: OutputSerializer, **ERROR_RESPONSES},
+        request=OtpRequestInput,
+        responses={202: OtpRequestOutput, **ERROR_RESPONSES},
         auth=[],
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = OtpRequestInput(data=request.data)
         data.is_valid(raise_exception=True)
         result = services.otp_request(
             phone=data.validated_data["phone"], region=data.validated_data.get("region"),
@@ -125,28 +127,30 @@ class DeviceInput(StrictSerializer):
     platform = serializers.ChoiceField(choices=Platform.choices)
 
 
+class OtpVerifyInput(StrictSerializer):
+    phone = serializers.JSONField()
+    region = StrictCharField(required=False, allow_blank=True, max_length=2)
+    code = StrictCharField(max_length=16)
+    device = DeviceInput()
+
+
+class SignedInOutput(serializers.Serializer):
+    user = MeOutput()
+    device = DeviceOutput()
+    token = serializers.CharField()
+    is_new_user = serializers.BooleanField()
+
+
 class OtpVerifyApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
-    class InputSerializer(StrictSerializer):
-        phone = serializers.JSONField()
-        region = StrictCharField(required=False, allow_blank=True, max_length=2)
-        code = StrictCharField(max_length=16)
-        device = DeviceInput()
-
-    class OutputSerializer(serializers.Serializer):
-        user = MeOutput()
-        device = DeviceOutput()
-        token = serializers.CharField()
-        is_new_user = serializers.BooleanField()
-
     @extend_schema(
-        operation_id="otp_verify", request=InputSerializer, responses={200: OutputSerializer, **ERROR_RESPONSES},
+        operation_id="otp_verify", request=OtpVerifyInput, responses={200: SignedInOutput, **ERROR_RESPONSES},
         auth=[],
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = OtpVerifyInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
         signed_in = services.otp_verify(
@@ -184,19 +188,20 @@ class SettingsInput(StrictSerializer):
     message_preview_in_push = StrictBooleanField(required=False)
 
 
-class MeApi(APIView):
-    class PatchInput(StrictSerializer):
-        display_name = StrictCharField(min_length=1, max_length=64, required=False)
-        about = StrictCharField(max_length=140, required=False, allow_blank=True, trim_whitespace=False)
-        settings = SettingsInput(required=False)
+class MeUpdateInput(StrictSerializer):
+    display_name = StrictCharField(min_length=1, max_length=64, required=False)
+    about = StrictCharField(max_length=140, required=False, allow_blank=True, trim_whitespace=False)
+    settings = SettingsInput(required=False)
 
+
+class MeApi(APIView):
     @extend_schema(operation_id="me_get", responses={200: MeOutput, **ERROR_RESPONSES})
     def get(self, request: Request) -> Response:
         return Response(me_data(request.user))
 
-    @extend_schema(operation_id="me_update", request=PatchInput, responses={200: MeOutput, **ERROR_RESPONSES})
+    @extend_schema(operation_id="me_update", request=MeUpdateInput, responses={200: MeOutput, **ERROR_RESPONSES})
     def patch(self, request: Request) -> Response:
-        data = self.PatchInput(data=request.data)
+        data = MeUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
         user = services.user_update(
@@ -240,14 +245,15 @@ class DeviceDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class DevicePushApi(APIView):
-    class InputSerializer(StrictSerializer):
-        provider = serializers.ChoiceField(choices=PushProvider.choices)
-        token = StrictCharField(min_length=1, max_length=4096)
+class PushTokenInput(StrictSerializer):
+    provider = serializers.ChoiceField(choices=PushProvider.choices)
+    token = StrictCharField(min_length=1, max_length=4096)
 
-    @extend_schema(operation_id="device_push_set", request=InputSerializer, responses={204: None, **ERROR_RESPONSES})
+
+class DevicePushApi(APIView):
+    @extend_schema(operation_id="device_push_set", request=PushTokenInput, responses={204: None, **ERROR_RESPONSES})
     def put(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = PushTokenInput(data=request.data)
         data.is_valid(raise_exception=True)
         services.device_push_set(device=request.auth, provider=data.validated_data["provider"],
                                  token=data.validated_data["token"])

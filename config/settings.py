@@ -190,7 +190,7 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {"VisibilityEnum": "accounts.models.Visibility"},
 }
 
 # Request bodies beyond this are refused with 413 (uploads stream separately).
