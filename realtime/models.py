@@ -1,0 +1,37 @@
+"""The per-user event stream: the record every client catches up from.
+
+It sits in `realtime` rather than `messaging` because contacts (contact.joined),
+accounts and exports emit events too, and they may not import messaging.
+"""
+
+from django.conf import settings
+from django.db import models
+
+
+class UserStream(models.Model):
+    """The last position handed out in a user's stream. Its row lock orders appends."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True,
+                                related_name="+")
+    last_position = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"stream {self.user_id} @ {self.last_position}"
+
+
+class Event(models.Model):
+    """One event in one user's stream, at a gapless per-user position."""
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+",
+                             db_index=False)
+    position = models.BigIntegerField()
+    type = models.CharField(max_length=48)
+    data = models.JSONField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "position"], name="event_user_position_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.position} for {self.user_id}"
