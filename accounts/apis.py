@@ -89,7 +89,7 @@ def device_data(device: Device, *, current_id: object) -> dict[str, Any]:
 
 
 class OtpRequestInput(StrictSerializer):
-    phone = serializers.JSONField(help_text="A phone number; E.164, or national with `region`.")
+    phone = serializers.JSONField(allow_null=True, help_text="A phone number; E.164, or national with `region`.")
     region = StrictCharField(required=False, allow_blank=True, max_length=2)
 
 
@@ -128,7 +128,7 @@ class DeviceInput(StrictSerializer):
 
 
 class OtpVerifyInput(StrictSerializer):
-    phone = serializers.JSONField()
+    phone = serializers.JSONField(allow_null=True)
     region = StrictCharField(required=False, allow_blank=True, max_length=2)
     code = StrictCharField(max_length=16)
     device = DeviceInput()

@@ -52,7 +52,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     phone = models.CharField(max_length=20, unique=True, null=True, blank=True)
     display_name = models.CharField(max_length=64, blank=True, default="")
     about = models.CharField(max_length=140, blank=True, default="")
-    avatar_url = models.URLField(max_length=500, blank=True, default="")
+    avatar_url = models.CharField(max_length=500, blank=True, default="")
     discoverable = models.CharField(max_length=8, choices=Visibility.choices, default=Visibility.EVERYONE)
     last_seen_visibility = models.CharField(max_length=8, choices=Visibility.choices, default=Visibility.CONTACTS)
     read_receipts = models.BooleanField(default=True)

@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from accounts.models import Device, User, Visibility
 from core.crypto import token_digest
 from core.errors import NotFound
+from core.ids import uuid_or_not_found
 
 
 def device_get_by_token(*, token: str) -> Device | None:
@@ -33,8 +34,8 @@ def device_list(*, user: User) -> QuerySet[Device]:
 
 def user_get_active(*, user_id: object) -> User:
     try:
-        return User.objects.get(pk=user_id, is_active=True)
-    except (User.DoesNotExist, ValueError, TypeError) as exc:
+        return User.objects.get(pk=uuid_or_not_found(user_id), is_active=True)
+    except User.DoesNotExist as exc:
         raise NotFound() from exc
 
 

@@ -18,6 +18,7 @@ from accounts.tasks import send_otp_sms
 from core import ratelimit
 from core.crypto import constant_time_equals, keyed_hash, new_numeric_code, new_token, token_digest
 from core.errors import ApplicationError, NotFound, RateLimited, ValidationFailed
+from core.ids import uuid_or_not_found
 from core.phone import country_prefix, is_test_number, normalize_phone
 from realtime.groups import device_disconnect_on_commit
 
@@ -187,6 +188,7 @@ def device_create(*, user: User, name: str, platform: str) -> tuple[Device, str]
 def device_revoke(*, user: User, device_id: object) -> None:
     """Revoke one of the user's devices and close its live sockets (code 4001)."""
     with transaction.atomic():
+        device_id = uuid_or_not_found(device_id)
         updated = Device.objects.filter(user=user, pk=device_id, revoked_at__isnull=True).update(
             revoked_at=timezone.now(), push_token="", push_provider=""
         )

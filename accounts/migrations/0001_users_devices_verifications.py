@@ -26,7 +26,7 @@ class Migration(migrations.Migration):
                 ('phone', models.CharField(blank=True, max_length=20, null=True, unique=True)),
                 ('display_name', models.CharField(blank=True, default='', max_length=64)),
                 ('about', models.CharField(blank=True, default='', max_length=140)),
-                ('avatar_url', models.URLField(blank=True, default='', max_length=500)),
+                ('avatar_url', models.CharField(blank=True, default='', max_length=500)),
                 ('discoverable', models.CharField(choices=[('everyone', 'Everyone'), ('contacts', 'Contacts'), ('nobody', 'Nobody')], default='everyone', max_length=8)),
                 ('last_seen_visibility', models.CharField(choices=[('everyone', 'Everyone'), ('contacts', 'Contacts'), ('nobody', 'Nobody')], default='contacts', max_length=8)),
                 ('read_receipts', models.BooleanField(default=True)),
