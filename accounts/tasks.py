@@ -1,3 +1,4 @@
+import httpx
 from celery import shared_task
 
 from accounts.sms import get_sms_backend
@@ -5,7 +6,7 @@ from accounts.sms import get_sms_backend
 
 @shared_task(
     name="accounts.send_otp_sms",
-    autoretry_for=(OSError,),
+    autoretry_for=(OSError, httpx.HTTPError),
     retry_backoff=2,
     retry_backoff_max=30,
     retry_jitter=True,

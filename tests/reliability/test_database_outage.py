@@ -1,0 +1,63 @@
+"""PostgreSQL unavailable for a few seconds: 503 in the error shape, fast, and recovery without a restart."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from tests.reliability.services import AsgiServer, PrivatePostgres, django_env, manage, sign_in_over_http, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def outage_stack():
+    postgres = PrivatePostgres()
+    postgres.start()
+    postgres.create_database("outage")
+    redis_url = "redis://127.0.0.1:6379/10"
+    redis.Redis.from_url(redis_url).flushdb()
+    env = django_env(DATABASE_URL=postgres.url("outage"), REDIS_URL=redis_url, OTP_TEST_NUMBERS="+1555",
+                     DB_CONNECT_TIMEOUT="2", SECRET_KEY="outage-test")
+    manage("migrate", "--noinput", env=env)
+    server = AsgiServer(env)
+    server.start()
+    yield postgres, server
+    server.kill()
+    postgres.destroy()
+
+
+def timed(call):
+    started = time.monotonic()
+    response = call()
+    return response, time.monotonic() - started
+
+
+def test_requests_get_503_while_the_database_is_down_and_recover_after(outage_stack):
+    postgres, server = outage_stack
+    token = sign_in_over_http(server, "+15550100321")["token"]
+    with server.client(token) as http:
+        assert http.get("/api/v1/me").status_code == 200
+
+        postgres.stop("immediate")
+        for path in ("/api/v1/me", "/api/v1/devices"):
+            response, took = timed(lambda path=path: http.get(path))
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "service_unavailable"
+            assert response.json()["error"]["details"] == {"check": "database"}
+            assert took < 6, f"{path} hung for {took:.1f} s"
+        response, took = timed(lambda: http.post("/api/v1/auth/otp/request", json={"phone": "+15550100322"}))
+        assert response.status_code == 503 and took < 6
+        health, took = timed(lambda: http.get("/healthz"))
+        assert health.status_code == 503 and took < 6
+        assert health.json()["status"] == "error"
+        assert health.json()["checks"]["database"].startswith("error")
+        assert health.json()["checks"]["channel_layer"] == "ok"
+        assert health.json()["checks"]["broker"] == "ok"
+
+        postgres.start()
+        wait_until(lambda: http.get("/api/v1/me").status_code == 200, timeout=20, interval=0.5,
+                   what="service resumed")
+        assert http.get("/healthz").json()["status"] == "ok"
