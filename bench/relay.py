@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 from collections import defaultdict
 from urllib.parse import parse_qs, urlparse
@@ -62,10 +63,8 @@ async def handle(ws: ServerConnection) -> None:
                         "event": {"cursor": str(next(positions[other])), "type": "message.new", "data": message},
                     }).decode()
                     for target in list(sockets_by_user.get(other, ())):
-                        try:
+                        with contextlib.suppress(websockets.ConnectionClosed):
                             await target.send(event)
-                        except websockets.ConnectionClosed:
-                            pass
             elif kind == "hello":
                 for group in frame.get("groups", []):
                     members_by_group[group].add(user)

@@ -17,7 +17,7 @@ class ProviderHandler(BaseHTTPRequestHandler):
     received: list = []
     status = 200
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         ProviderHandler.received.append((self.headers["Authorization"], json.loads(body)))
         self.send_response(ProviderHandler.status)
@@ -46,7 +46,10 @@ def test_http_adapter_posts_to_the_provider_with_its_token(settings, provider):
     settings.SMS_HTTP_SENDER = "Messenger"
     get_sms_backend().send(to="+447911123456", body="Your verification code is 123456")
     assert ProviderHandler.received == [
-        ("Bearer secret-token", {"to": "+447911123456", "from": "Messenger", "text": "Your verification code is 123456"})
+        (
+            "Bearer secret-token",
+            {"to": "+447911123456", "from": "Messenger", "text": "Your verification code is 123456"},
+        )
     ]
 
 
