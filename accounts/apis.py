@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -88,8 +89,16 @@ def device_data(device: Device, *, current_id: object) -> dict[str, Any]:
 # --- OTP -----------------------------------------------------------------------------
 
 
+@extend_schema_field(OpenApiTypes.STR)
+class PhoneInputField(serializers.JSONField):
+    """Any JSON reaches the phone parser, so a non-string is `invalid_phone`, as the contract says."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_null=True, **kwargs)
+
+
 class OtpRequestInput(StrictSerializer):
-    phone = serializers.JSONField(allow_null=True, help_text="A phone number; E.164, or national with `region`.")
+    phone = PhoneInputField(help_text="A phone number; E.164, or national with `region`.")
     region = StrictCharField(required=False, allow_blank=True, max_length=2)
 
 
@@ -128,7 +137,7 @@ class DeviceInput(StrictSerializer):
 
 
 class OtpVerifyInput(StrictSerializer):
-    phone = serializers.JSONField(allow_null=True)
+    phone = PhoneInputField()
     region = StrictCharField(required=False, allow_blank=True, max_length=2)
     code = StrictCharField(max_length=16)
     device = DeviceInput()

@@ -31,3 +31,11 @@ ERROR_RESPONSES = {
         503: "service_unavailable",
     }.items()
 }
+
+
+def refuse_unknown_request_fields(result: dict, generator: object, request: object, public: bool) -> dict:
+    """Input serializers refuse unknown fields (StrictSerializer); say so in the document."""
+    for name, component in result.get("components", {}).get("schemas", {}).items():
+        if name.endswith("Request") and component.get("type") == "object":
+            component.setdefault("additionalProperties", False)
+    return result
