@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from schemathesis import checks
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
+from schemathesis import checks
 
 from tests.factories import sign_in
 
@@ -40,8 +40,7 @@ EXCLUDED_CHECKS = [checks.positive_data_acceptance]
 
 
 @schema.parametrize()
-@hypothesis_settings(max_examples=30, deadline=None, database=None,
-                     suppress_health_check=list(HealthCheck))
+@hypothesis_settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @pytest.mark.django_db
 def test_every_endpoint_survives_generated_input_and_honours_its_schema(case, fuzz_headers):
     case.call_and_validate(headers=fuzz_headers, excluded_checks=EXCLUDED_CHECKS)
