@@ -208,8 +208,8 @@ def _probe_mp4(fileobj: IO[bytes], sniffed: Sniffed) -> Probed:
     from mutagen.mp4 import Atoms
 
     atoms = Atoms(fileobj)
-    moov = atoms[b"moov"]
-    duration = _mvhd_seconds(moov[b"mvhd"], fileobj)
+    moov = atoms[b"moov",]
+    duration = _mvhd_seconds(moov[b"mvhd",], fileobj)
     video_size: tuple[int, int] | None = None
     has_sound = False
     for trak in moov.findall(b"trak"):
@@ -218,7 +218,7 @@ def _probe_mp4(fileobj: IO[bytes], sniffed: Sniffed) -> Probed:
         if handler == b"soun":
             has_sound = True
         elif handler == b"vide" and video_size is None:
-            video_size = _tkhd_size(trak[b"tkhd"], fileobj)
+            video_size = _tkhd_size(trak[b"tkhd",], fileobj)
     if video_size is not None:
         width, height = video_size
         return Probed("video", sniffed.content_type, width=width or None, height=height or None,
