@@ -19,19 +19,19 @@ def body_of(response) -> bytes:
 
 
 def allow_members(*, user_id, attachment_id) -> bool:
-    """Stands in for messaging.selectors.user_can_see_attachment: only users in ALLOWED."""
-    return str(user_id) in ALLOWED
+    """Stands in for messaging.selectors.user_can_see_attachment: only users in allowed_users."""
+    return str(user_id) in allowed_users
 
 
-ALLOWED: set[str] = set()
+allowed_users: set[str] = set()
 
 
 @pytest.fixture
 def access_check(settings):
-    ALLOWED.clear()
+    allowed_users.clear()
     settings.MEDIA_ACCESS_CHECK = f"{__name__}.allow_members"
-    yield ALLOWED
-    ALLOWED.clear()
+    yield allowed_users
+    allowed_users.clear()
 
 
 # --- Each kind ------------------------------------------------------------------------
