@@ -63,6 +63,8 @@ def _sniff_iso_bmff(head: bytes) -> Sniffed | None:
     end = min(max(box_size, 16), len(head))
     brands = {head[8:12]} | {head[i:i + 4] for i in range(16, end - 3, 4)}
     major = head[8:12]
+    if major in (b"avif", b"avis") or (b"avif" in brands and not brands & {b"heic", b"heix"}):
+        return None  # AVIF shares HEIF's box format but is not on the allow-list
     if major in HEIF_BRANDS or (major not in MP4_BRANDS and brands & {b"heic", b"heix", b"mif1"}):
         return Sniffed("image", "image/heic", "heif")
     if major in MP4_BRANDS or brands & MP4_BRANDS:

@@ -8,6 +8,7 @@ import uuid
 import pytest
 from PIL import Image
 
+from media import services
 from media.models import Attachment
 from tests.media import mediafiles
 
@@ -459,11 +460,25 @@ def test_oversized_upload_is_413(alice, upload, settings, stored_files):
     settings.MEDIA_MAX_SIZE = {"image": 100_000, "voice": 2_000, "video": 100_000, "file": 100_000}
 
     error = _error(upload(alice, mediafiles.wav_bytes(seconds=1), name="long.wav"), 413, "payload_too_large")
+
     assert error["details"] == {"max_size": 2_000}
-    # Past the largest cap, the upload is cut off while it streams.
-    _error(upload(alice, b"x" * 200_000, name="huge.bin", kind="file"), 413, "payload_too_large")
     assert stored_files() == []
     assert not Attachment.objects.exists()
+
+
+def test_upload_past_the_largest_cap_is_cut_off_before_the_service(alice, upload, settings, monkeypatch,
+                                                                    stored_files):
+    settings.MEDIA_MAX_SIZE = {"image": 100_000, "voice": 2_000, "video": 100_000, "file": 100_000}
+
+    def never_called(**kwargs):
+        raise AssertionError("the body should have been refused while streaming")
+
+    monkeypatch.setattr(services, "attachment_create", never_called)
+
+    error = _error(upload(alice, b"x" * 200_000, name="huge.bin", kind="file"), 413, "payload_too_large")
+
+    assert error["details"] == {"max_size": 100_000}
+    assert stored_files() == []
 
 
 def test_missing_file_field_is_400(alice, stored_files):
