@@ -6,15 +6,16 @@ from typing import Any
 
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.errors import NotFound, ValidationFailed, render_error_response
+from core.errors import NotFound, Unauthenticated, ValidationFailed, render_error_response
 from core.schema import ERROR_RESPONSES, ErrorBody
 from core.serializers import StrictSerializer
 from media import selectors, services
@@ -71,6 +72,25 @@ class AttachmentDetailApi(APIView):
         return Response(selectors.attachment_public(attachment, request=request))
 
 
+class AttachmentSignedLinksOutput(serializers.Serializer):
+    url = serializers.CharField()
+    thumbnail_url = serializers.CharField(allow_null=True)
+    expires_at = serializers.CharField()
+
+
+class AttachmentSignedLinksApi(APIView):
+    @extend_schema(
+        operation_id="attachments_signed_links",
+        description="Extension: short-lived content URLs that need no Authorization header "
+                    "(for <img>/<audio>/<video> tags). They work for the caller only, while the caller "
+                    "may still see the attachment.",
+        responses={200: AttachmentSignedLinksOutput, **ERROR_RESPONSES},
+    )
+    def get(self, request: Request, attachment_id: str) -> Response:
+        attachment = selectors.attachment_get_for_viewer(attachment_id=attachment_id, user_id=request.user.pk)
+        return Response(selectors.attachment_signed_links(attachment, user_id=request.user.pk, request=request))
+
+
 class AnyAcceptNegotiation(BaseContentNegotiation):
     """Media players send `Accept: audio/*`; the body is the file whatever they accept."""
 
@@ -88,8 +108,23 @@ _BINARY = {
 }
 
 
+_TOKEN = OpenApiParameter("token", str, required=False,
+                          description="A signed link token (GET /attachments/{id}/signed) instead of a bearer header.")
+
+
 class _StoredFileApi(APIView):
     content_negotiation_class = AnyAcceptNegotiation
+    # A bearer header or a signed link token: checked in `_viewer`.
+    permission_classes = [AllowAny]
+
+    def _viewer(self, request: Request, attachment_id: str) -> Attachment:
+        if request.user is not None:
+            user_id = str(request.user.pk)
+        elif token := request.query_params.get("token"):
+            user_id = selectors.attachment_signed_viewer(attachment_id=attachment_id, token=token)
+        else:
+            raise Unauthenticated()
+        return selectors.attachment_get_for_viewer(attachment_id=attachment_id, user_id=user_id)
 
     def _serve(self, request: Request, attachment: Attachment, *, name: str, content_type: str,
                as_attachment: bool, filename: str) -> FileResponse | Response:
@@ -109,9 +144,10 @@ class _StoredFileApi(APIView):
 
 
 class AttachmentContentApi(_StoredFileApi):
-    @extend_schema(operation_id="attachments_content", responses={**_BINARY, **ERROR_RESPONSES})
+    @extend_schema(operation_id="attachments_content", parameters=[_TOKEN],
+                   responses={**_BINARY, **ERROR_RESPONSES})
     def get(self, request: Request, attachment_id: str) -> FileResponse | Response:
-        attachment = selectors.attachment_get_for_viewer(attachment_id=attachment_id, user_id=request.user.pk)
+        attachment = self._viewer(request, attachment_id)
         opaque = attachment.kind == AttachmentKind.FILE
         return self._serve(
             request, attachment, name=attachment.storage_name,
@@ -122,9 +158,10 @@ class AttachmentContentApi(_StoredFileApi):
 
 
 class AttachmentThumbnailApi(_StoredFileApi):
-    @extend_schema(operation_id="attachments_thumbnail", responses={**_BINARY, **ERROR_RESPONSES})
+    @extend_schema(operation_id="attachments_thumbnail", parameters=[_TOKEN],
+                   responses={**_BINARY, **ERROR_RESPONSES})
     def get(self, request: Request, attachment_id: str) -> FileResponse | Response:
-        attachment = selectors.attachment_get_for_viewer(attachment_id=attachment_id, user_id=request.user.pk)
+        attachment = self._viewer(request, attachment_id)
         if not attachment.thumbnail_name:
             raise NotFound("The thumbnail is not ready.")
         return self._serve(request, attachment, name=attachment.thumbnail_name, content_type="image/webp",

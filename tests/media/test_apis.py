@@ -268,6 +268,65 @@ def test_content_ignores_the_players_accept_header(alice, upload):
     assert response["Content-Type"] == "audio/ogg"
 
 
+# --- Signed links (extension) ------------------------------------------------------------
+
+
+def test_signed_link_works_without_a_bearer_header(alice, upload, api):
+    data = mediafiles.wav_bytes()
+    body = upload(alice, data, name="note.wav").json()
+
+    links = alice.client.get(f"/api/v1/attachments/{body['id']}/signed").json()
+
+    assert links["url"].startswith(body["url"] + "?token=")
+    assert links["thumbnail_url"] is None and links["expires_at"].endswith("Z")
+    response = api.get(links["url"], HTTP_RANGE="bytes=0-3")
+    assert response.status_code == 206
+    assert body_of(response) == data[:4]
+
+
+def test_signed_thumbnail_link(alice, upload, api):
+    body = upload(alice, mediafiles.image_bytes("PNG", (400, 400)), name="p.png").json()
+
+    links = alice.client.get(f"/api/v1/attachments/{body['id']}/signed").json()
+
+    response = api.get(links["thumbnail_url"])
+    assert response.status_code == 200 and response["Content-Type"] == "image/webp"
+
+
+def test_signed_link_expires(alice, upload, api, settings):
+    body = upload(alice, mediafiles.wav_bytes(), name="note.wav").json()
+    links = alice.client.get(f"/api/v1/attachments/{body['id']}/signed").json()
+    settings.MEDIA_SIGNED_URL_TTL = -1  # every token is now older than its lifetime
+
+    _error(api.get(links["url"]), 401, "unauthenticated")
+
+
+def test_signed_link_is_bound_to_its_attachment_and_cannot_be_forged(alice, upload, api):
+    first = upload(alice, mediafiles.wav_bytes(), name="a.wav").json()
+    second = upload(alice, mediafiles.wav_bytes(), name="b.wav").json()
+    token = alice.client.get(f"/api/v1/attachments/{first['id']}/signed").json()["url"].split("token=")[1]
+
+    _error(api.get(f"{second['url']}?token={token}"), 401, "unauthenticated")
+    _error(api.get(f"{first['url']}?token={token[:-2]}xx"), 401, "unauthenticated")
+
+
+def test_signed_link_stops_working_when_access_is_lost(alice, bob, upload, api, access_check):
+    body = upload(alice, mediafiles.wav_bytes(), name="note.wav").json()
+    access_check.add(str(bob.user.pk))
+    links = bob.client.get(f"/api/v1/attachments/{body['id']}/signed").json()
+    assert api.get(links["url"]).status_code == 200
+
+    access_check.discard(str(bob.user.pk))  # bob left the conversation
+
+    _error(api.get(links["url"]), 404, "not_found")
+
+
+def test_non_member_cannot_get_signed_links(alice, bob, upload, access_check):
+    body = upload(alice, mediafiles.wav_bytes(), name="note.wav").json()
+
+    _error(bob.client.get(f"/api/v1/attachments/{body['id']}/signed"), 404, "not_found")
+
+
 # --- Range requests -------------------------------------------------------------------
 
 
@@ -393,6 +452,18 @@ def test_image_over_the_pixel_setting_is_refused(alice, upload, settings, stored
 
     _error(upload(alice, mediafiles.image_bytes("PNG", (101, 100)), name="big.png"), 400, "validation_error")
     assert upload(alice, mediafiles.image_bytes("PNG", (100, 100)), name="ok.png").status_code == 201
+
+
+def test_animation_with_too_many_frames_or_pixels_is_refused(alice, upload, settings, stored_files):
+    settings.MEDIA_IMAGE_MAX_FRAMES = 2
+    error = _error(upload(alice, mediafiles.animated_gif(frames=3), name="a.gif"), 400, "validation_error")
+    assert error["details"] == {"file": ["The image has too many frames."]}
+
+    settings.MEDIA_IMAGE_MAX_FRAMES = 300
+    settings.MEDIA_IMAGE_MAX_PIXELS = 32 * 32 * 2  # one frame fits; three frames in total do not
+    error = _error(upload(alice, mediafiles.animated_gif(frames=3), name="a.gif"), 400, "validation_error")
+    assert error["details"] == {"file": ["The image has too many pixels."]}
+    assert stored_files() == []
 
 
 def test_jpeg_with_an_appended_zip_is_stored_without_the_payload(alice, upload):
