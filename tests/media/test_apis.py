@@ -171,6 +171,7 @@ def test_thumbnail_is_404_until_it_is_made(alice, bob):
 def test_exif_gps_is_stripped_from_what_is_served(alice, upload):
     original = mediafiles.jpeg_with_gps()
     assert Image.open(io.BytesIO(original)).getexif().get_ifd(mediafiles.GPS_IFD)  # the test's premise
+    assert b"GPSLatitude" in original
 
     body = upload(alice, original, name="holiday.jpg").json()
     served = body_of(alice.client.get(body["url"]))
@@ -179,6 +180,7 @@ def test_exif_gps_is_stripped_from_what_is_served(alice, upload):
     assert not image.getexif().get_ifd(mediafiles.GPS_IFD)
     assert len(image.getexif()) == 0
     assert b"Exif" not in served and b"PhoneMaker" not in served
+    assert b"GPSLatitude" not in served and b"xmpmeta" not in served
     assert body["size"] == len(served)
 
 
