@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import FileResponse
+from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -127,7 +127,7 @@ class _StoredFileApi(APIView):
         return selectors.attachment_get_for_viewer(attachment_id=attachment_id, user_id=user_id)
 
     def _serve(self, request: Request, attachment: Attachment, *, name: str, content_type: str,
-               as_attachment: bool, filename: str) -> FileResponse | Response:
+               as_attachment: bool, filename: str) -> StreamingHttpResponse | Response:
         storage = attachment_storage()
         fileobj = storage.open(name, "rb")
         try:
@@ -146,7 +146,7 @@ class _StoredFileApi(APIView):
 class AttachmentContentApi(_StoredFileApi):
     @extend_schema(operation_id="attachments_content", parameters=[_TOKEN],
                    responses={**_BINARY, **ERROR_RESPONSES})
-    def get(self, request: Request, attachment_id: str) -> FileResponse | Response:
+    def get(self, request: Request, attachment_id: str) -> StreamingHttpResponse | Response:
         attachment = self._viewer(request, attachment_id)
         opaque = attachment.kind == AttachmentKind.FILE
         return self._serve(
@@ -160,7 +160,7 @@ class AttachmentContentApi(_StoredFileApi):
 class AttachmentThumbnailApi(_StoredFileApi):
     @extend_schema(operation_id="attachments_thumbnail", parameters=[_TOKEN],
                    responses={**_BINARY, **ERROR_RESPONSES})
-    def get(self, request: Request, attachment_id: str) -> FileResponse | Response:
+    def get(self, request: Request, attachment_id: str) -> StreamingHttpResponse | Response:
         attachment = self._viewer(request, attachment_id)
         if not attachment.thumbnail_name:
             raise NotFound("The thumbnail is not ready.")

@@ -88,3 +88,34 @@ async def test_other_paths_are_not_limited(small_caps):
     assert client.read == 10  # the whole body reached Django, whose view answered
     assert client.status == 400
     assert client.body["error"]["code"] == "validation_error"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_content_streams_ranges_block_by_block_under_asgi(alice, settings, tmp_path):
+    from asgiref.sync import sync_to_async
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.test import AsyncClient
+
+    from media import services
+    from media.serving import BLOCK_SIZE
+    from tests.media import mediafiles
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    data = mediafiles.wav_bytes(seconds=20)  # 320 KB: several blocks
+    attachment = await sync_to_async(services.attachment_create)(
+        uploader=alice.user, upload=SimpleUploadedFile("long.wav", data))
+    client = AsyncClient()
+    auth = {"authorization": f"Bearer {alice.token}"}
+    url = f"/api/v1/attachments/{attachment.pk}/content"
+
+    whole = await client.get(url, headers=auth)
+    part = await client.get(url, headers={**auth, "range": "bytes=100000-"})
+
+    assert whole.status_code == 200, whole.content
+    assert whole.is_async
+    chunks = [chunk async for chunk in whole.streaming_content]
+    assert len(chunks) > 1 and max(len(chunk) for chunk in chunks) <= BLOCK_SIZE
+    assert b"".join(chunks) == data
+    assert part.status_code == 206
+    assert part["Content-Range"] == f"bytes 100000-{len(data) - 1}/{len(data)}"
+    assert b"".join([chunk async for chunk in part.streaming_content]) == data[100000:]
