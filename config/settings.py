@@ -295,6 +295,8 @@ MEDIA_ACCESS_CHECK = env_str("MEDIA_ACCESS_CHECK")
 # Uploads never sent in a message are deleted after this many seconds.
 MEDIA_UNREFERENCED_TTL = timedelta(seconds=env_int("MEDIA_UNREFERENCED_TTL", 24 * 3600))
 MEDIA_UPLOAD_LIMIT = (env_int("MEDIA_UPLOAD_LIMIT_PER_HOUR", 300), 3600)
+# Content endpoints answer 302 to the storage's presigned URL (S3) instead of proxying the bytes.
+MEDIA_SERVE_REDIRECT = env_bool("MEDIA_SERVE_REDIRECT", False)
 # Lifetime of the signed content links from GET /attachments/{id}/signed (for <img>/<audio> tags).
 MEDIA_SIGNED_URL_TTL = env_int("MEDIA_SIGNED_URL_TTL", 300)
 CELERY_BEAT_SCHEDULE["media.delete_unreferenced"] = {

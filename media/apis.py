@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import StreamingHttpResponse
+from django.conf import settings
+from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -20,7 +21,7 @@ from core.schema import ERROR_RESPONSES, ErrorBody
 from core.serializers import StrictSerializer
 from media import selectors, services
 from media.models import Attachment, AttachmentKind
-from media.serving import RangeNotSatisfiable, stored_file_response
+from media.serving import RangeNotSatisfiable, presigned_redirect, stored_file_response
 from media.storage import attachment_storage
 from media.uploads import SizeCapUploadHandler
 
@@ -127,12 +128,16 @@ class _StoredFileApi(APIView):
         return selectors.attachment_get_for_viewer(attachment_id=attachment_id, user_id=user_id)
 
     def _serve(self, request: Request, attachment: Attachment, *, name: str, content_type: str,
-               as_attachment: bool, filename: str) -> StreamingHttpResponse | Response:
+               as_attachment: bool, filename: str) -> HttpResponseBase:
         storage = attachment_storage()
+        if settings.MEDIA_SERVE_REDIRECT:
+            return presigned_redirect(storage, name=name, content_type=content_type,
+                                      as_attachment=as_attachment, filename=filename)
+        size = attachment.size if name == attachment.storage_name else storage.size(name)
         fileobj = storage.open(name, "rb")
         try:
             return stored_file_response(
-                request._request, fileobj=fileobj, size=storage.size(name), content_type=content_type,
+                request._request, fileobj=fileobj, size=size, content_type=content_type,
                 etag=f'"{attachment.sha256}"' if name == attachment.storage_name else f'"{attachment.sha256}-t"',
                 filename=filename, as_attachment=as_attachment,
             )
@@ -146,7 +151,7 @@ class _StoredFileApi(APIView):
 class AttachmentContentApi(_StoredFileApi):
     @extend_schema(operation_id="attachments_content", parameters=[_TOKEN],
                    responses={**_BINARY, **ERROR_RESPONSES})
-    def get(self, request: Request, attachment_id: str) -> StreamingHttpResponse | Response:
+    def get(self, request: Request, attachment_id: str) -> HttpResponseBase:
         attachment = self._viewer(request, attachment_id)
         opaque = attachment.kind == AttachmentKind.FILE
         return self._serve(
@@ -160,7 +165,7 @@ class AttachmentContentApi(_StoredFileApi):
 class AttachmentThumbnailApi(_StoredFileApi):
     @extend_schema(operation_id="attachments_thumbnail", parameters=[_TOKEN],
                    responses={**_BINARY, **ERROR_RESPONSES})
-    def get(self, request: Request, attachment_id: str) -> StreamingHttpResponse | Response:
+    def get(self, request: Request, attachment_id: str) -> HttpResponseBase:
         attachment = self._viewer(request, attachment_id)
         if not attachment.thumbnail_name:
             raise NotFound("The thumbnail is not ready.")

@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator, Iterator
 from typing import IO
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.files.storage import Storage
 from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponseRedirect, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 
 from core.errors import ApplicationError
@@ -121,4 +123,21 @@ def stored_file_response(request: HttpRequest, *, fileobj: IO[bytes], size: int,
     response["X-Content-Type-Options"] = "nosniff"
     # Defence in depth: even if a browser rendered a stored file, no script runs.
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+def presigned_redirect(storage: Storage, *, name: str, content_type: str, as_attachment: bool,
+                       filename: str) -> HttpResponseRedirect:
+    """302 to the object store's own short-lived signed URL (MEDIA_SERVE_REDIRECT).
+
+    For S3-compatible storage: the bucket then serves the bytes and the ranges,
+    with the type and disposition we decide, and the app never proxies a video.
+    Call only after authorising the reader.
+    """
+    parameters = {"ResponseContentType": content_type}
+    if disposition := content_disposition_header(as_attachment, filename):
+        parameters["ResponseContentDisposition"] = disposition
+    url = storage.url(name, parameters=parameters, expire=settings.MEDIA_SIGNED_URL_TTL)
+    response = HttpResponseRedirect(url)
+    response["Cache-Control"] = "private, no-store"  # the target expires
     return response

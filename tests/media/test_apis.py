@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import uuid
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
+from django.core.files.storage import FileSystemStorage
 from PIL import Image
 
 from media import services
@@ -327,6 +329,42 @@ def test_non_member_cannot_get_signed_links(alice, bob, upload, access_check):
     body = upload(alice, mediafiles.wav_bytes(), name="note.wav").json()
 
     _error(bob.client.get(f"/api/v1/attachments/{body['id']}/signed"), 404, "not_found")
+
+
+# --- Redirect to the object store (S3-compatible storage) -------------------------------------
+
+
+class PresigningStorage(FileSystemStorage):
+    """Local files with an S3-like `url(name, parameters, expire)`: what django-storages' S3Storage offers."""
+
+    def url(self, name, parameters=None, expire=None, http_method=None):
+        return f"https://bucket.example/{name}?{urlencode({**(parameters or {}), 'X-Amz-Expires': expire})}"
+
+
+@pytest.fixture
+def presigning_storage(settings):
+    settings.STORAGES = {**settings.STORAGES, "presigning": {"BACKEND": f"{__name__}.PresigningStorage"}}
+    settings.MEDIA_STORAGE_ALIAS = "presigning"
+    settings.MEDIA_SERVE_REDIRECT = True
+
+
+def test_redirect_mode_sends_members_to_a_presigned_url(alice, bob, upload, presigning_storage, settings,
+                                                        access_check):
+    body = upload(alice, b"%PDF-1.4", name="r.pdf", kind="file").json()
+    storage_name = Attachment.objects.get(pk=body["id"]).storage_name
+
+    response = alice.client.get(body["url"])
+
+    assert response.status_code == 302
+    target = urlparse(response["Location"])
+    query = parse_qs(target.query)
+    assert (target.netloc, target.path) == ("bucket.example", f"/{storage_name}")
+    assert query["ResponseContentType"] == ["application/octet-stream"]
+    assert query["ResponseContentDisposition"][0].startswith("attachment;")
+    assert query["X-Amz-Expires"] == [str(settings.MEDIA_SIGNED_URL_TTL)]
+    assert "no-store" in response["Cache-Control"]
+    # Authorisation still happens here, before any URL is handed out.
+    assert bob.client.get(body["url"]).status_code == 404
 
 
 # --- Range requests -------------------------------------------------------------------
