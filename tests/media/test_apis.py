@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 import uuid
 from urllib.parse import parse_qs, urlencode, urlparse
 
@@ -105,6 +106,23 @@ def test_upload_voice_reads_duration_from_the_container(alice, upload, data, con
     assert (body["kind"], body["content_type"]) == ("voice", content_type)
     assert body["duration_ms"] == duration_ms
     assert body["width"] is None and body["thumbnail_url"] is None
+
+
+def test_uploads_spooled_to_disk_are_probed_and_stored_whole(alice, upload, settings, stored_files):
+    # Past FILE_UPLOAD_MAX_MEMORY_SIZE Django streams the part to a temporary file.
+    wav = mediafiles.wav_bytes(seconds=20)
+    noise = Image.frombytes("RGB", (600, 600), random.Random(6).randbytes(600 * 600 * 3))
+    buffer = io.BytesIO()
+    noise.save(buffer, format="PNG")
+    assert min(len(wav), len(buffer.getvalue())) > settings.FILE_UPLOAD_MAX_MEMORY_SIZE
+
+    voice = upload(alice, wav, name="long.wav").json()
+    image = upload(alice, buffer.getvalue(), name="noise.png").json()
+
+    assert voice["duration_ms"] == 20_000
+    assert body_of(alice.client.get(voice["url"])) == wav
+    assert (image["width"], image["height"]) == (600, 600)
+    assert len(stored_files()) == 3  # two originals and the image's thumbnail
 
 
 def test_upload_video_reads_duration_and_size(alice, upload):
@@ -614,6 +632,14 @@ def test_unknown_kind_and_unknown_fields_are_400(alice, upload):
     assert "kind" in error["details"]
     error = _error(upload(alice, b"abc", name="a", width="10"), 400, "validation_error")
     assert error["details"] == {"width": ["Unknown field."]}
+
+
+def test_malformed_multipart_body_is_400(alice, stored_files):
+    response = alice.client.generic("POST", "/api/v1/attachments", b"--nope\r\nContent-Disposition: form-data",
+                                    content_type="multipart/form-data; boundary=")
+
+    _error(response, 400, "validation_error")
+    assert stored_files() == []
 
 
 def test_json_body_is_415(alice):
