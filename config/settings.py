@@ -274,6 +274,7 @@ if env_str("MEDIA_S3_BUCKET"):
                 "file_overwrite": False,
                 "querystring_auth": True,
                 "querystring_expire": env_int("MEDIA_SIGNED_URL_TTL", 300),
+                "signature_version": "s3v4",
             },
         },
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
