@@ -267,6 +267,56 @@ PUSH_FILE_PATH = env_str("PUSH_FILE_PATH", str(BASE_DIR / "var" / "push.jsonl"))
 
 # (media settings)
 
+# Attachments live in the storage named here (Django's STORAGES): local files under
+# MEDIA_ROOT by default, an S3-compatible bucket through django-storages when
+# MEDIA_S3_BUCKET is set.
+MEDIA_STORAGE_ALIAS = "default"
+if env_str("MEDIA_S3_BUCKET"):
+    STORAGES = {
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": env_str("MEDIA_S3_BUCKET"),
+                "endpoint_url": env_str("MEDIA_S3_ENDPOINT_URL") or None,
+                "region_name": env_str("MEDIA_S3_REGION") or None,
+                "access_key": env_str("MEDIA_S3_ACCESS_KEY_ID") or None,
+                "secret_key": env_str("MEDIA_S3_SECRET_ACCESS_KEY") or None,
+                "location": env_str("MEDIA_S3_PREFIX"),
+                "default_acl": None,
+                "file_overwrite": False,
+                "querystring_auth": True,
+                "querystring_expire": env_int("MEDIA_SIGNED_URL_TTL", 300),
+                "signature_version": "s3v4",
+            },
+        },
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+# Per-kind size caps in bytes; an upload past the largest is cut off while streaming.
+MEDIA_MAX_SIZE = {
+    "image": env_int("MEDIA_MAX_IMAGE_BYTES", 20 * 1024 * 1024),
+    "voice": env_int("MEDIA_MAX_VOICE_BYTES", 16 * 1024 * 1024),
+    "video": env_int("MEDIA_MAX_VIDEO_BYTES", 100 * 1024 * 1024),
+    "file": env_int("MEDIA_MAX_FILE_BYTES", 100 * 1024 * 1024),
+}
+# Images with more pixels than this (width x height) are refused (decompression bombs).
+MEDIA_IMAGE_MAX_PIXELS = env_int("MEDIA_IMAGE_MAX_PIXELS", 50_000_000)
+MEDIA_IMAGE_MAX_FRAMES = env_int("MEDIA_IMAGE_MAX_FRAMES", 300)
+MEDIA_THUMBNAIL_SIZE = env_int("MEDIA_THUMBNAIL_SIZE", 320)
+# Who besides the uploader may read an attachment: dotted path called as
+# check(user_id=..., attachment_id=...) -> bool. Empty: the uploader only.
+MEDIA_ACCESS_CHECK = env_str("MEDIA_ACCESS_CHECK")
+# Uploads never sent in a message are deleted after this many seconds.
+MEDIA_UNREFERENCED_TTL = timedelta(seconds=env_int("MEDIA_UNREFERENCED_TTL", 24 * 3600))
+MEDIA_UPLOAD_LIMIT = (env_int("MEDIA_UPLOAD_LIMIT_PER_HOUR", 300), 3600)
+# Content endpoints answer 302 to the storage's presigned URL (S3) instead of proxying the bytes.
+MEDIA_SERVE_REDIRECT = env_bool("MEDIA_SERVE_REDIRECT", False)
+# Lifetime of the signed content links from GET /attachments/{id}/signed (for <img>/<audio> tags).
+MEDIA_SIGNED_URL_TTL = env_int("MEDIA_SIGNED_URL_TTL", 300)
+CELERY_BEAT_SCHEDULE["media.delete_unreferenced"] = {
+    "task": "media.delete_unreferenced",
+    "schedule": timedelta(hours=1),
+}
+
 # --- Exports and sunset ------------------------------------------------------------
 
 # (exports settings)
