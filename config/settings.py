@@ -282,7 +282,7 @@ PUSH_APNS_KEY_ID = env_str("PUSH_APNS_KEY_ID")
 PUSH_APNS_TEAM_ID = env_str("PUSH_APNS_TEAM_ID")
 PUSH_APNS_TOPIC = env_str("PUSH_APNS_TOPIC")
 PUSH_APNS_ENDPOINT = env_str("PUSH_APNS_ENDPOINT", "https://api.push.apple.com")
-# Web Push: the VAPID key pair's private half (base64url raw or PEM) and its contact.
+# Web Push: the VAPID key pair's private half (base64url raw or DER, or PEM) and its contact.
 PUSH_WEBPUSH_VAPID_PRIVATE_KEY = env_str("PUSH_WEBPUSH_VAPID_PRIVATE_KEY")
 PUSH_WEBPUSH_VAPID_SUBJECT = env_str("PUSH_WEBPUSH_VAPID_SUBJECT")
 # Subscription endpoints come from clients: only these push services (and their subdomains) are contacted.

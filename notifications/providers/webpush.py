@@ -29,6 +29,8 @@ def load_vapid() -> Vapid:
     if not settings.PUSH_WEBPUSH_VAPID_SUBJECT.startswith(("mailto:", "https://")):
         raise ImproperlyConfigured("PUSH_WEBPUSH_VAPID_SUBJECT must be a mailto: or https: URL")
     try:
+        if key.lstrip().startswith("-----BEGIN"):
+            return Vapid.from_pem(key.encode())
         return Vapid.from_string(private_key=key)
     except Exception as exc:
         raise ImproperlyConfigured("PUSH_WEBPUSH_VAPID_PRIVATE_KEY is not a P-256 private key") from exc
