@@ -312,7 +312,7 @@ def push_deliver(*, delivery_id: int, claim: str) -> RetryLater | None:
             skip = "device revoked"
         elif not device.push_token or not device.push_provider:
             skip = "no push token"
-        elif _online_device_ids([device.pk]):
+        elif str(device.pk) in _online_device_ids([device.pk]):
             # It connected during the window: the socket delivers the event.
             skip = "device online"
         if skip:

@@ -214,6 +214,10 @@ def test_apns_payload_error_fails_without_touching_the_token(apns_settings):
 # --- Web Push --------------------------------------------------------------------------
 
 
+def subscription_token(server) -> str:
+    return BrowserSubscription(f"{server.url}/push/a").token
+
+
 @pytest.mark.django_db
 def test_webpush_success_is_vapid_signed_and_encrypted_to_the_subscription(webpush_settings, vapid_key):
     webpush_settings.script("/push/", Reply(201, headers={"Location": "/m/1"}))
@@ -226,7 +230,8 @@ def test_webpush_success_is_vapid_signed_and_encrypted_to_the_subscription(webpu
     assert request.headers["ttl"] == "86400"
     assert len(request.headers["topic"]) == 32
     # VAPID (RFC 8292): "vapid t=<jwt>, k=<public key>", the JWT signed by our key for this origin.
-    vapid = dict(part.strip().split("=", 1) for part in request.headers["authorization"].removeprefix("vapid ").split(","))
+    vapid_header = request.headers["authorization"].removeprefix("vapid ")
+    vapid = dict(part.strip().split("=", 1) for part in vapid_header.split(","))
     claims = jwt.decode(vapid["t"], vapid_key.public_key(), algorithms=["ES256"], audience=webpush_settings.url)
     assert claims["sub"] == "mailto:ops@example.org"
     # Only the browser can read the payload (RFC 8291).
@@ -239,7 +244,7 @@ def test_webpush_success_is_vapid_signed_and_encrypted_to_the_subscription(webpu
 @pytest.mark.django_db
 def test_webpush_429_is_retry_with_retry_after(webpush_settings):
     webpush_settings.script("/push/", Reply(429, headers={"Retry-After": "12"}))
-    outcome = WebPushProvider().send(make_message("webpush", BrowserSubscription(f"{webpush_settings.url}/push/a").token))
+    outcome = WebPushProvider().send(make_message("webpush", subscription_token(webpush_settings)))
     assert isinstance(outcome, Retry) and outcome.after == 12
 
 
@@ -247,7 +252,7 @@ def test_webpush_429_is_retry_with_retry_after(webpush_settings):
 @pytest.mark.parametrize("status", [500, 502, 503])
 def test_webpush_5xx_is_retry(webpush_settings, status):
     webpush_settings.script("/push/", Reply(status))
-    outcome = WebPushProvider().send(make_message("webpush", BrowserSubscription(f"{webpush_settings.url}/push/a").token))
+    outcome = WebPushProvider().send(make_message("webpush", subscription_token(webpush_settings)))
     assert isinstance(outcome, Retry)
 
 
@@ -255,7 +260,7 @@ def test_webpush_5xx_is_retry(webpush_settings, status):
 @pytest.mark.parametrize("status", [404, 410])
 def test_webpush_expired_subscription_is_gone(webpush_settings, status):
     webpush_settings.script("/push/", Reply(status))
-    outcome = WebPushProvider().send(make_message("webpush", BrowserSubscription(f"{webpush_settings.url}/push/a").token))
+    outcome = WebPushProvider().send(make_message("webpush", subscription_token(webpush_settings)))
     assert outcome == TokenGone(reason=str(status))
 
 
