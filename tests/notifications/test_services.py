@@ -385,3 +385,19 @@ def test_sweep_sends_a_delivery_whose_task_was_lost_and_deletes_old_rows(phone, 
     assert PushDelivery.objects.get(pk=lost.pk).status == DeliveryStatus.SENT
     assert PushDelivery.objects.get(pk=waiting.pk).status == DeliveryStatus.PENDING
     assert not PushDelivery.objects.filter(pk=old.pk).exists()
+
+
+@pytest.mark.django_db
+def test_embedded_eager_mode_leaves_a_retry_to_the_sweep(phone, real_fcm, django_capture_on_commit_callbacks):
+    """Without a broker a countdown cannot be waited out: the row stays pending, the sender is unharmed."""
+    real_fcm.script(FCM_SEND, Reply(503, {"error": {"status": "UNAVAILABLE"}}), Reply(200, {"name": "ok"}))
+    with django_capture_on_commit_callbacks(execute=True):
+        notify_message(phone.user)
+    delivery = PushDelivery.objects.get()
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 1)
+    PushDelivery.objects.filter(pk=delivery.pk).update(updated_at=timezone.now() - timedelta(minutes=5),
+                                                       not_before=timezone.now() - timedelta(minutes=4))
+    push_sweep()
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.SENT
+    assert len(real_fcm.requests_to(FCM_SEND)) == 2

@@ -120,3 +120,30 @@ def test_push_survives_a_worker_killed_mid_send_and_is_sent_once(broker, tmp_pat
 
 def read_lines_or_none(path: Path):
     return read_lines(path) if path.is_file() else None
+
+
+def test_transient_provider_error_is_retried_by_the_worker_with_backoff(broker, tmp_path, fcm_settings):
+    """A 503 then a 429 from the (local) FCM server, then success: one push, three attempts."""
+    from tests.notifications.servers import Reply
+
+    send_path = "/v1/projects/demo-project/messages:send"
+    fcm_settings.script(
+        send_path,
+        Reply(503, {"error": {"code": 503, "status": "UNAVAILABLE"}}),
+        Reply(429, {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED"}}, headers={"Retry-After": "1"}),
+        Reply(200, {"name": "projects/demo-project/messages/1"}),
+    )
+    bob = offline_phone()
+    env = worker_env(tmp_path / "unused.jsonl", PUSH_BACKEND="real", PUSH_PROVIDERS="fcm", PUSH_COLLAPSE_SECONDS="0",
+                     PUSH_FCM_CREDENTIALS_JSON=settings.PUSH_FCM_CREDENTIALS_JSON,
+                     PUSH_FCM_ENDPOINT=settings.PUSH_FCM_ENDPOINT, PUSH_RETRY_BASE_SECONDS="1")
+    with celery_worker(env, log_path=tmp_path / "worker.log") as worker:
+        send_message(bob.user, text="retry me")
+        wait_for(lambda: PushDelivery.objects.filter(status=DeliveryStatus.SENT).exists(), timeout=40,
+                 message=f"the push to be sent after retries\n{worker.output()[-2000:]}")
+
+    sends = fcm_settings.requests_to(send_path)
+    assert len(sends) == 3
+    assert {request.json()["message"]["token"] for request in sends} == {"fcm-token-e2e"}
+    delivery = PushDelivery.objects.get()
+    assert delivery.attempts == 3
