@@ -255,6 +255,7 @@ PUSH_PROVIDERS = env_list("PUSH_PROVIDERS", "fcm,apns,webpush")
 PUSH_HTTP_TIMEOUT_SECONDS = float(env_int("PUSH_HTTP_TIMEOUT_SECONDS", 10))
 # How long a provider keeps an undeliverable push (device off) before dropping it.
 PUSH_TTL_SECONDS = env_int("PUSH_TTL_SECONDS", 24 * 3600)
+PUSH_CALL_TTL_SECONDS = env_int("PUSH_CALL_TTL_SECONDS", 45)
 # Messages to one offline device in one conversation within this window make one notification.
 PUSH_COLLAPSE_SECONDS = env_int("PUSH_COLLAPSE_SECONDS", 3)
 PUSH_COLLAPSE_KINDS = ["message.new"]
@@ -292,6 +293,7 @@ PUSH_WEBPUSH_ALLOWED_HOSTS = env_list(
 )
 PUSH_WEBPUSH_REQUIRE_HTTPS = env_bool("PUSH_WEBPUSH_REQUIRE_HTTPS", default=True)
 CELERY_BEAT_SCHEDULE["notifications.push_sweep"] = {"task": "notifications.push_sweep", "schedule": 60.0}
+ACCOUNT_DELETION_STEPS.append("notifications.services.push_forget_user")
 
 # --- Media -----------------------------------------------------------------------
 

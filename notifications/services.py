@@ -10,6 +10,7 @@ collapse window in which later messages of the same conversation join it.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import uuid
@@ -73,7 +74,8 @@ def push_notify(
         "message_id": str(message_id) if message_id else None,
         "muted": bool(muted),
         "collapse_key": collapse_key,
-        "data": dict(data or {}),
+        # Plain JSON for the broker (ids may arrive as UUIDs).
+        "data": json.loads(json.dumps(data or {}, default=str)),
         "dedupe_key": dedupe_key[:200],
     }
     transaction.on_commit(partial(_enqueue_fanout, kwargs))
@@ -113,7 +115,12 @@ def _badge(*, user_id: object) -> int:
     path = settings.PUSH_BADGE_COUNTER
     if not path:
         return 0
-    return max(0, int(import_string(path)(user_id=user_id)))
+    try:
+        return max(0, int(import_string(path)(user_id=user_id)))
+    except Exception:
+        # A wrong badge is better than no push at all; the error is loud in the logs.
+        logger.exception("PUSH_BADGE_COUNTER %s failed", path)
+        return 0
 
 
 # --- Fan-out ---------------------------------------------------------------------------
@@ -276,6 +283,8 @@ def _message(*, row: PushDelivery, device: Device) -> PushMessage:
         collapse_key=row.collapse_key or None,
         data=data,
         urgent=row.kind == "call.ring",
+        # A ring delivered after the call was given up (45 s) is noise.
+        ttl=settings.PUSH_CALL_TTL_SECONDS if row.kind == "call.ring" else settings.PUSH_TTL_SECONDS,
     )
 
 
@@ -365,6 +374,14 @@ def _record(*, row: PushDelivery, message: PushMessage, outcome: Outcome) -> Ret
 
 
 # --- Housekeeping ----------------------------------------------------------------------
+
+
+def push_forget_user(*, user_id: object) -> None:
+    """Account deletion step (ACCOUNT_DELETION_STEPS): drop the user's open pushes and their text."""
+    PushDelivery.objects.filter(device__user_id=user_id, status__in=OPEN_STATUSES).update(
+        status=DeliveryStatus.SKIPPED, title="", body="", data={}, claim="", last_error="account deleted",
+        updated_at=timezone.now(),
+    )
 
 
 def push_sweep() -> dict[str, int]:

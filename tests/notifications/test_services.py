@@ -436,3 +436,40 @@ def test_fanout_costs_the_same_queries_for_any_number_of_devices(bob, devices, d
         scheduled = push_fanout(user_id=str(bob.user.pk), kind="contact.joined", title="Carol joined", body="",
                                 dedupe_key="contact.joined:x")
     assert len(scheduled) == devices
+
+
+def broken_counter(*, user_id: object) -> int:
+    raise RuntimeError("unread counter down")
+
+
+@pytest.mark.django_db
+def test_a_failing_badge_counter_does_not_stop_the_push(phone, push_file, settings,
+                                                        django_capture_on_commit_callbacks):
+    settings.PUSH_BADGE_COUNTER = "tests.notifications.test_services.broken_counter"
+    with django_capture_on_commit_callbacks(execute=True):
+        notify_message(phone.user)
+    assert read_lines(push_file)[0]["badge"] == 0
+
+
+@pytest.mark.django_db
+def test_call_ring_is_urgent_and_short_lived(phone, real_fcm, django_capture_on_commit_callbacks):
+    real_fcm.script(FCM_SEND, Reply(200, {"name": "ok"}))
+    call_id = uuid.uuid4()
+    with django_capture_on_commit_callbacks(execute=True):
+        push_notify(user_id=phone.user.pk, kind="call.ring", title="Alice", body="Incoming video call",
+                    conversation_id="c-1", data={"call_id": call_id, "media": "video"})
+    message = real_fcm.requests_to(FCM_SEND)[0].json()["message"]
+    assert message["android"]["priority"] == "high"
+    assert message["android"]["ttl"] == "45s"
+    assert message["data"]["call_id"] == str(call_id)
+
+
+@pytest.mark.django_db
+def test_deleting_the_account_drops_its_open_pushes_and_their_text(phone):
+    from accounts.services import user_delete
+
+    delivery = fresh_delivery(phone.device)
+    user_delete(user=phone.user)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.title, delivery.body) == (DeliveryStatus.SKIPPED, "", "")
+    assert push_deliver(delivery_id=delivery.pk, claim="t") is None
