@@ -208,6 +208,13 @@ class RetryLater:
     countdown: float
 
 
+def _max_countdown() -> float:
+    """The longest countdown to give Celery. An ETA task the Redis broker holds longer than its
+    visibility timeout is handed out a second time, so longer waits are split into hops."""
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
+    return max(1.0, visibility / 2)
+
+
 def retry_delay(*, attempt: int, retry_after: float | None = None) -> float:
     """Exponential backoff with full jitter, never sooner than the provider's Retry-After."""
     ceiling = min(settings.PUSH_RETRY_MAX_SECONDS, settings.PUSH_RETRY_BASE_SECONDS * 2 ** max(0, attempt - 1))
@@ -307,7 +314,16 @@ def push_deliver(*, delivery_id: int, claim: str) -> RetryLater | None:
     Returns RetryLater on a transient provider error while attempts remain.
     """
     with transaction.atomic():
-        hint = PushDelivery.objects.filter(pk=delivery_id).values("kind", "conversation_id", "device_id").first()
+        hint = (
+            PushDelivery.objects.filter(pk=delivery_id)
+            .values("kind", "conversation_id", "device_id", "status", "not_before")
+            .first()
+        )
+        if hint and hint["status"] == DeliveryStatus.PENDING and hint["not_before"]:
+            wait = (hint["not_before"] - timezone.now()).total_seconds()
+            if wait > 1:
+                # A long Retry-After is waited out in hops shorter than the broker's visibility timeout.
+                return RetryLater(delivery_id=delivery_id, countdown=min(wait, _max_countdown()))
         if hint and _collapsible(kind=hint["kind"], conversation_id=hint["conversation_id"]):
             # Close the window before taking its rows: a message committed after this
             # point opens a new window instead of joining rows already taken.
@@ -358,13 +374,13 @@ def _record(*, row: PushDelivery, message: PushMessage, outcome: Outcome) -> Ret
             _finish(row, DeliveryStatus.TOKEN_GONE, error=outcome.reason)
             logger.info("push token removed for device %s (%s)", message.device_id, outcome.reason)
         elif isinstance(outcome, Retry) and row.attempts < settings.PUSH_MAX_ATTEMPTS:
-            countdown = retry_delay(attempt=row.attempts, retry_after=outcome.after)
+            delay = retry_delay(attempt=row.attempts, retry_after=outcome.after)
             row.status = DeliveryStatus.PENDING
             row.claim = ""
             row.last_error = outcome.reason[:200]
-            row.not_before = timezone.now() + timedelta(seconds=countdown)
+            row.not_before = timezone.now() + timedelta(seconds=delay)
             row.save(update_fields=["status", "claim", "last_error", "not_before", "updated_at"])
-            return RetryLater(delivery_id=row.pk, countdown=countdown)
+            return RetryLater(delivery_id=row.pk, countdown=min(delay, _max_countdown()))
         elif isinstance(outcome, Retry):
             _finish(row, DeliveryStatus.FAILED, error=f"retries exhausted: {outcome.reason}")
         else:

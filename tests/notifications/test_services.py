@@ -270,6 +270,11 @@ def real_fcm(settings, fcm_settings):
 UNREGISTERED = Reply(404, {"error": {"status": "NOT_FOUND", "details": [{"errorCode": "UNREGISTERED"}]}})
 
 
+def countdown_elapsed(delivery):
+    """What the retry's countdown does in real time."""
+    PushDelivery.objects.filter(pk=delivery.pk).update(not_before=timezone.now())
+
+
 def fresh_delivery(device, key="message.new:m-1"):
     return PushDelivery.objects.create(dedupe_key=key, device=device, kind="message.new", conversation_id="c-1",
                                        message_id="m-1", title="Alice", body="hi")
@@ -286,6 +291,7 @@ def test_transient_error_schedules_a_retry_not_before_retry_after_then_sends(pho
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.claim) == (DeliveryStatus.PENDING, 1, "")
 
+    countdown_elapsed(delivery)
     assert push_deliver(delivery_id=delivery.pk, claim="t") is None
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.SENT, 2)
@@ -297,7 +303,10 @@ def test_retries_stop_after_max_attempts(phone, real_fcm, settings):
     settings.PUSH_MAX_ATTEMPTS = 3
     real_fcm.script(FCM_SEND, Reply(503, {"error": {"status": "UNAVAILABLE"}}))
     delivery = fresh_delivery(phone.device)
-    results = [push_deliver(delivery_id=delivery.pk, claim="t") for _ in range(4)]
+    results = []
+    for _ in range(4):
+        results.append(push_deliver(delivery_id=delivery.pk, claim="t"))
+        countdown_elapsed(delivery)
     assert [r is not None for r in results] == [True, True, False, False]
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.FAILED and "retries exhausted" in delivery.last_error
@@ -473,3 +482,23 @@ def test_deleting_the_account_drops_its_open_pushes_and_their_text(phone):
     delivery.refresh_from_db()
     assert (delivery.status, delivery.title, delivery.body) == (DeliveryStatus.SKIPPED, "", "")
     assert push_deliver(delivery_id=delivery.pk, claim="t") is None
+
+
+@pytest.mark.django_db
+def test_long_retry_after_is_waited_out_in_hops_shorter_than_the_visibility_timeout(phone, real_fcm, settings):
+    """Redis hands an ETA task out again once it is held past the visibility timeout; never schedule one that long."""
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {**settings.CELERY_BROKER_TRANSPORT_OPTIONS, "visibility_timeout": 600}
+    real_fcm.script(FCM_SEND, Reply(429, {"error": {"status": "RESOURCE_EXHAUSTED"}}, headers={"Retry-After": "3000"}))
+    delivery = fresh_delivery(phone.device)
+
+    later = push_deliver(delivery_id=delivery.pk, claim="t")
+    assert later.countdown == 300
+    delivery.refresh_from_db()
+    assert 2990 <= (delivery.not_before - timezone.now()).total_seconds() <= 3000
+
+    # The hop arrives early: it waits again without calling the provider or spending an attempt.
+    again = push_deliver(delivery_id=delivery.pk, claim="t")
+    assert again is not None and again.countdown == 300
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 1)
+    assert len(real_fcm.requests_to(FCM_SEND)) == 1
