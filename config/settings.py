@@ -262,6 +262,50 @@ PUSH_BACKEND = env_str("PUSH_BACKEND", "log")
 PUSH_FILE_PATH = env_str("PUSH_FILE_PATH", str(BASE_DIR / "var" / "push.jsonl"))
 
 # (push settings)
+# Providers used by PUSH_BACKEND=real; each one listed must have its credentials (checked at start).
+PUSH_PROVIDERS = env_list("PUSH_PROVIDERS", "fcm,apns,webpush")
+PUSH_HTTP_TIMEOUT_SECONDS = float(env_int("PUSH_HTTP_TIMEOUT_SECONDS", 10))
+# How long a provider keeps an undeliverable push (device off) before dropping it.
+PUSH_TTL_SECONDS = env_int("PUSH_TTL_SECONDS", 24 * 3600)
+PUSH_CALL_TTL_SECONDS = env_int("PUSH_CALL_TTL_SECONDS", 45)
+# Messages to one offline device in one conversation within this window make one notification.
+PUSH_COLLAPSE_SECONDS = env_int("PUSH_COLLAPSE_SECONDS", 3)
+PUSH_COLLAPSE_KINDS = ["message.new"]
+# Transient provider errors (429, 5xx, timeouts): attempts per push, and the backoff bounds.
+PUSH_MAX_ATTEMPTS = env_int("PUSH_MAX_ATTEMPTS", 8)
+PUSH_RETRY_BASE_SECONDS = env_int("PUSH_RETRY_BASE_SECONDS", 2)
+PUSH_RETRY_MAX_SECONDS = env_int("PUSH_RETRY_MAX_SECONDS", 300)
+PUSH_RETRY_AFTER_MAX_SECONDS = env_int("PUSH_RETRY_AFTER_MAX_SECONDS", 3600)
+# A SENDING row older than this lost its worker; the sweep re-queues it.
+PUSH_SENDING_LEASE_SECONDS = env_int("PUSH_SENDING_LEASE_SECONDS", 120)
+PUSH_SWEEP_GRACE_SECONDS = env_int("PUSH_SWEEP_GRACE_SECONDS", 60)
+PUSH_DELIVERY_RETENTION_DAYS = env_int("PUSH_DELIVERY_RETENTION_DAYS", 7)
+# Dotted path called as counter(user_id=...) -> int for the badge; empty means 0.
+# Set to "messaging.selectors.unread_total" once messaging is merged.
+PUSH_BADGE_COUNTER = env_str("PUSH_BADGE_COUNTER", "")
+# FCM HTTP v1: a service account's JSON (inline or a file path). The token URI comes from it.
+PUSH_FCM_CREDENTIALS_FILE = env_str("PUSH_FCM_CREDENTIALS_FILE")
+PUSH_FCM_CREDENTIALS_JSON = env_str("PUSH_FCM_CREDENTIALS_JSON")
+PUSH_FCM_ENDPOINT = env_str("PUSH_FCM_ENDPOINT", "https://fcm.googleapis.com")
+PUSH_FCM_TOKEN_URI = env_str("PUSH_FCM_TOKEN_URI")  # overrides the JSON's token_uri
+# APNs, token-based: the .p8 key (inline PEM or a file path), its key id, the team id, the app's bundle id.
+PUSH_APNS_KEY = env_str("PUSH_APNS_KEY")
+PUSH_APNS_KEY_FILE = env_str("PUSH_APNS_KEY_FILE")
+PUSH_APNS_KEY_ID = env_str("PUSH_APNS_KEY_ID")
+PUSH_APNS_TEAM_ID = env_str("PUSH_APNS_TEAM_ID")
+PUSH_APNS_TOPIC = env_str("PUSH_APNS_TOPIC")
+PUSH_APNS_ENDPOINT = env_str("PUSH_APNS_ENDPOINT", "https://api.push.apple.com")
+# Web Push: the VAPID key pair's private half (base64url raw or DER, or PEM) and its contact.
+PUSH_WEBPUSH_VAPID_PRIVATE_KEY = env_str("PUSH_WEBPUSH_VAPID_PRIVATE_KEY")
+PUSH_WEBPUSH_VAPID_SUBJECT = env_str("PUSH_WEBPUSH_VAPID_SUBJECT")
+# Subscription endpoints come from clients: only these push services (and their subdomains) are contacted.
+PUSH_WEBPUSH_ALLOWED_HOSTS = env_list(
+    "PUSH_WEBPUSH_ALLOWED_HOSTS",
+    "fcm.googleapis.com,push.services.mozilla.com,notify.windows.com,push.apple.com",
+)
+PUSH_WEBPUSH_REQUIRE_HTTPS = env_bool("PUSH_WEBPUSH_REQUIRE_HTTPS", default=True)
+CELERY_BEAT_SCHEDULE["notifications.push_sweep"] = {"task": "notifications.push_sweep", "schedule": 60.0}
+ACCOUNT_DELETION_STEPS.append("notifications.services.push_forget_user")
 
 # --- Media -----------------------------------------------------------------------
 
