@@ -42,10 +42,15 @@ def as_uuid(value: object) -> uuid.UUID | None:
         return None
 
 
+def is_inline(conversation: Conversation) -> bool:
+    """Events of conversations this small are appended in the change's own
+    transaction; bigger ones fan out in Celery batches."""
+    return conversation.member_count <= settings.MESSAGING_INLINE_FANOUT_MAX
+
+
 def is_small(conversation: Conversation) -> bool:
-    """Small conversations get inline fan-out, receipts and presence."""
-    return (conversation.type != ConversationType.BROADCAST
-            and conversation.member_count <= settings.MESSAGING_INLINE_FANOUT_MAX)
+    """Small non-broadcast conversations also get per-member receipts and presence."""
+    return conversation.type != ConversationType.BROADCAST and is_inline(conversation)
 
 
 # --- Messages ----------------------------------------------------------------------

@@ -43,6 +43,7 @@ from messaging.selectors import (
     as_uuid,
     conversation_detail,
     conversation_get_for_member,
+    is_inline,
     is_small,
     message_get_for_member,
     message_public,
@@ -254,7 +255,7 @@ def _emit_new_messages(messages: list[Message]) -> None:
     devices) except those who blocked the sender; big conversations fan out in Celery."""
     if not messages:
         return
-    small_ids = {m.conversation_id for m in messages if is_small(m.conversation)}
+    small_ids = {m.conversation_id for m in messages if is_inline(m.conversation)}
     members: dict[uuid.UUID, list[tuple[str, datetime | None]]] = defaultdict(list)
     if small_ids:
         for cid, user_id, muted_until in Membership.objects.filter(
@@ -400,7 +401,7 @@ def _emit_to_members(*, conversation: Conversation, type: str, data: dict[str, A
     """One event to every current member (minus those who hid `message`), plus
     `extra_user_ids` (e.g. a member who just left). Big conversations fan out."""
     extra = {str(u) for u in extra_user_ids}
-    if not is_small(conversation):
+    if not is_inline(conversation):
         inline = extra | ({str(actor_id)} if actor_id else set())
         _fan_out(conversation=conversation, type=type, data=data, message=message, inline_user_ids=sorted(inline))
         return
