@@ -349,7 +349,7 @@ def fanout_job_run(*, job_id: int, batch_size: int | None = None, max_batches: i
     appended = 0
     for _ in range(max_batches):
         with transaction.atomic():
-            job = (FanoutJob.objects.select_for_update().select_related("message__sender")
+            job = (FanoutJob.objects.select_for_update(of=("self",)).select_related("message__sender")
                    .filter(conversation_id=conversation_id, finished_at__isnull=True).order_by("pk").first())
             if job is None:
                 return appended
