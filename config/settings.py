@@ -250,6 +250,10 @@ MESSAGING_BROADCAST_MAX_MEMBERS = env_int("MESSAGING_BROADCAST_MAX_MEMBERS", 100
 MESSAGING_PUSH_NOTIFY = env_str("MESSAGING_PUSH_NOTIFY", "")
 CELERY_BEAT_SCHEDULE["messaging-fanout-sweep"] = {"task": "messaging.fanout_sweep", "schedule": 60.0}
 ACCOUNT_DELETION_STEPS.append("messaging.services.user_messages_erase")
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
+    "ConversationTypeEnum": "messaging.models.ConversationType",
+    "MessageTypeEnum": "messaging.models.MessageType",
+})
 
 # --- Realtime ------------------------------------------------------------------
 
