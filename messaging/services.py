@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -86,14 +86,18 @@ def message_send(*, sender: User, conversation_id: object, payload: dict,
     return result
 
 
-def message_send_many(requests: Sequence[SendRequest]) -> list[tuple[dict[str, Any], bool] | ApplicationError]:
+def message_send_many(
+    requests: Sequence[SendRequest | Mapping[str, Any]],
+) -> list[tuple[dict[str, Any], bool] | ApplicationError]:
     """Send several messages in one transaction (group commit), each judged on its own.
 
     Checks run before any write, so one bad request fails only itself; the
     messages of each conversation get their seqs from one `UPDATE ... RETURNING`
     and all rows go in one INSERT; all their events go in one stream append.
     Results come back in request order: (Message, created) or the error.
+    A request is a SendRequest or a mapping of its fields.
     """
+    requests = [r if isinstance(r, SendRequest) else SendRequest(**r) for r in requests]
     results: list[Any] = [None] * len(requests)
     pending: list[_Send] = []
     for index, request in enumerate(requests):
@@ -304,7 +308,7 @@ def _push_new_message(message: Message, recipients: Iterable[tuple[str, datetime
     now = timezone.now()
     for user_id, muted_until in recipients:
         integrations.push_notify(
-            user_id=user_id, kind="message", title=message.sender.display_name,
+            user_id=user_id, kind=events.MESSAGE_NEW, title=message.sender.display_name,
             body=message.text[:200] if message.deleted_at is None else "", conversation_id=str(message.conversation_id),
             message_id=str(message.pk), muted=bool(muted_until and muted_until > now),
             collapse_key=str(message.conversation_id),

@@ -312,3 +312,23 @@ def test_list_pages_with_limit_and_before(alice, user_factory):
     assert len(first) == 2 and len(rest) == 1
     assert alice.client.get(URL, {"limit": 0}).status_code == 400
     assert alice.client.get(URL, {"before": "yesterday"}).status_code == 400
+
+
+@pytest.mark.django_db
+def test_broadcast_audience_does_not_hear_of_each_other(alice, bob, carol):
+    conversation_id = new_group(alice, bob, type="broadcast", title="News")
+    alice.client.post(f"{URL}/{conversation_id}/members", {"user_ids": [str(carol.user.pk)]}, format="json")
+    assert stream_events(bob, "member.added") == []
+    assert [t for t, _ in stream_events(carol)] == ["conversation.created", "member.added"]
+    assert len(stream_events(alice, "member.added")) == 1
+
+
+@pytest.mark.django_db
+def test_group_read_receipt_goes_to_every_other_member(alice, bob, carol):
+    conversation_id = new_group(alice, bob, carol)
+    send_text(alice, conversation_id)
+    carol.client.post(f"{URL}/{conversation_id}/read", {"seq": 1}, format="json")
+    receipt = {"conversation_id": conversation_id, "user_id": str(carol.user.pk), "seq": 1}
+    assert stream_events(alice, "receipt.read") == [("receipt.read", receipt)]
+    assert stream_events(bob, "receipt.read") == [("receipt.read", receipt)]
+    assert stream_events(carol, "receipt.read") == []

@@ -403,3 +403,29 @@ def test_deleting_an_account_recalls_its_messages_and_memberships(alice, bob, ca
     group_body = bob.client.get(f"{CONV}/{group}").json()
     assert str(alice.user.pk) not in {m["user_id"] for m in group_body["members"]}
     assert {m["role"] for m in group_body["members"]} == {"owner", "member"}
+
+
+@pytest.mark.django_db
+def test_batch_send_accepts_plain_mappings(alice, direct):
+    (result,) = message_send_many([{"sender": alice.user, "conversation_id": direct, "device_id": alice.device.pk,
+                                    "payload": {"client_id": cid(), "type": "text", "text": "hi"}}])
+    message, created = result
+    assert created is True and message["seq"] == 1
+
+
+# --- Push ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_new_message_asks_for_a_push_to_each_recipient(alice, bob, carol, pushes):
+    group = new_group(alice, bob, carol)
+    services.conversation_mute(user=carol.user, conversation_id=group,
+                               until=timezone.now() + timedelta(hours=1))
+    message = send_text(alice, group, "ping").json()
+    by_user = {p["user_id"]: p for p in pushes}
+    assert set(by_user) == {str(bob.user.pk), str(carol.user.pk)}  # never the sender
+    assert by_user[str(bob.user.pk)]["muted"] is False and by_user[str(carol.user.pk)]["muted"] is True
+    assert by_user[str(bob.user.pk)] | {"muted": False} == {
+        "user_id": str(bob.user.pk), "kind": "message.new", "title": "Alice", "body": "ping",
+        "conversation_id": group, "message_id": message["id"], "muted": False, "collapse_key": group,
+    }
