@@ -485,8 +485,13 @@ def _direct_get_or_create(*, creator: User, other_id: object) -> tuple[dict[str,
                                                        created_by=creator, member_count=2)
             Membership.objects.bulk_create([Membership(conversation=conversation, user_id=u, role=Role.MEMBER)
                                             for u in sorted([str(creator.pk), other])])
-            _emit_to_members(conversation=conversation, type=events.CONVERSATION_CREATED,
-                             data=events.conversation_created(_snapshot(conversation)))
+            # Someone who blocked the creator is not told; the conversation
+            # simply exists for them, empty of the creator's messages.
+            audience = [str(creator.pk)]
+            if not integrations.blockers_of(user_id=creator.pk, candidate_ids=[other]):
+                audience.append(other)
+            snapshot = events.conversation_created(_snapshot(conversation))
+            stream_append([PendingEvent(u, events.CONVERSATION_CREATED, snapshot) for u in audience])
     except IntegrityError:
         existing = Conversation.objects.filter(direct_key=key).values_list("pk", flat=True).first()
         if existing is None:

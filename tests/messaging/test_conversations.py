@@ -332,3 +332,16 @@ def test_group_read_receipt_goes_to_every_other_member(alice, bob, carol):
     assert stream_events(alice, "receipt.read") == [("receipt.read", receipt)]
     assert stream_events(bob, "receipt.read") == [("receipt.read", receipt)]
     assert stream_events(carol, "receipt.read") == []
+
+
+@pytest.mark.django_db
+def test_direct_conversation_from_a_blocked_user_is_not_announced_to_the_blocker(alice, bob, monkeypatch):
+    import contacts.selectors
+
+    monkeypatch.setattr(contacts.selectors, "blockers_of",
+                        lambda *, user_id, candidate_ids: {str(bob.user.pk)} & {str(c) for c in candidate_ids}
+                        if str(user_id) == str(alice.user.pk) else set(), raising=False)
+    response = alice.client.post(URL, {"type": "direct", "user_id": str(bob.user.pk)}, format="json")
+    assert response.status_code == 201
+    assert [t for t, _ in stream_events(alice)] == ["conversation.created"]
+    assert stream_events(bob) == []
