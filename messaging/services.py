@@ -332,14 +332,15 @@ def _enqueue_fanout(job_ids: list[int]) -> None:
 
 
 def _fan_out(*, conversation: Conversation, type: str, data: dict[str, Any], message: Message | None = None,
-             inline_user_ids: Iterable[str] = ()) -> None:
-    """Append an event for every current member of a big conversation, in Celery
-    batches. `inline_user_ids` get theirs now (the actor, for their other devices)."""
+             inline_user_ids: Iterable[str] = ()) -> list[PendingEvent]:
+    """Promise an event to every current member of a big conversation, appended
+    in Celery batches; returns the events `inline_user_ids` get now (the actor,
+    for their other devices)."""
     inline = [str(u) for u in inline_user_ids]
-    stream_append([PendingEvent(u, type, data) for u in inline])
     job = FanoutJob.objects.create(conversation=conversation, message=message, event_type=type, data=data,
                                    exclude_user_ids=inline, cutoff=timezone.now())
     _enqueue_fanout([job.pk])
+    return [PendingEvent(u, type, data) for u in inline]
 
 
 def fanout_job_run(*, job_id: int, batch_size: int | None = None, max_batches: int = 100_000) -> int:
@@ -401,20 +402,24 @@ def fanout_jobs_stalled(*, older_than_seconds: int = 60) -> list[int]:
 
 def _emit_to_members(*, conversation: Conversation, type: str, data: dict[str, Any],
                      message: Message | None = None, actor_id: object = None,
-                     extra_user_ids: Iterable[str] = ()) -> None:
-    """One event to every current member (minus those who hid `message`), plus
-    `extra_user_ids` (e.g. a member who just left). Big conversations fan out."""
+                     extra_user_ids: Iterable[str] = ()) -> list[PendingEvent]:
+    """One event for every current member (minus those who hid `message`), plus
+    `extra_user_ids` (e.g. a member who just left). Big conversations fan out.
+
+    Returns the events to append now: each transaction appends once, so its
+    stream-counter locks are taken in one sorted batch (no deadlock between
+    transactions appending to overlapping users)."""
     extra = {str(u) for u in extra_user_ids}
     if not is_inline(conversation):
         inline = extra | ({str(actor_id)} if actor_id else set())
-        _fan_out(conversation=conversation, type=type, data=data, message=message, inline_user_ids=sorted(inline))
-        return
+        return _fan_out(conversation=conversation, type=type, data=data, message=message,
+                        inline_user_ids=sorted(inline))
     qs = Membership.objects.filter(conversation=conversation, left_at__isnull=True)
     if message is not None:
         qs = qs.exclude(user_id__in=MessageHidden.objects.filter(message=message).values("user_id"))
     user_ids = [str(u) for u in qs.order_by("joined_at", "pk").values_list("user_id", flat=True)]
     user_ids += sorted(extra - set(user_ids))
-    stream_append([PendingEvent(u, type, data) for u in user_ids])
+    return [PendingEvent(u, type, data) for u in user_ids]
 
 
 # --- Conversations ---------------------------------------------------------------------
@@ -466,8 +471,9 @@ def conversation_create(*, creator: User, type: str, user_id: object = None, tit
             [Membership(conversation=conversation, user=creator, role=Role.OWNER)]
             + [Membership(conversation=conversation, user_id=u, role=Role.MEMBER) for u in others]
         )
-        _emit_to_members(conversation=conversation, type=events.CONVERSATION_CREATED,
-                         data=events.conversation_created(_snapshot(conversation)), actor_id=creator.pk)
+        stream_append(_emit_to_members(conversation=conversation, type=events.CONVERSATION_CREATED,
+                                       data=events.conversation_created(_snapshot(conversation)),
+                                       actor_id=creator.pk))
     return conversation_detail(user_id=creator.pk, conversation_id=conversation.pk), True
 
 
@@ -524,9 +530,9 @@ def conversation_update(*, actor: User, conversation_id: object, title: str) -> 
         conversation.title = title.strip()
         conversation.updated_at = timezone.now()
         conversation.save(update_fields=["title", "updated_at"])
-        _emit_to_members(conversation=conversation, type=events.CONVERSATION_UPDATED, actor_id=actor.pk,
-                         data=events.conversation_updated(conversation_id=str(conversation.pk),
-                                                          title=conversation.title))
+        stream_append(_emit_to_members(
+            conversation=conversation, type=events.CONVERSATION_UPDATED, actor_id=actor.pk,
+            data=events.conversation_updated(conversation_id=str(conversation.pk), title=conversation.title)))
     return conversation_detail(user_id=actor.pk, conversation_id=conversation.pk)
 
 
@@ -557,26 +563,26 @@ def members_add(*, actor: User, conversation_id: object, user_ids: Iterable[obje
             conversation.updated_at = now
             conversation.save(update_fields=["member_count", "updated_at"])
             snapshot = events.conversation_created(_snapshot(conversation))
-            stream_append([PendingEvent(u, events.CONVERSATION_CREATED, snapshot) for u in added])
+            pending = [PendingEvent(u, events.CONVERSATION_CREATED, snapshot) for u in added]
             for user_id in added:
-                _emit_member_change(conversation=conversation, type=events.MEMBER_ADDED, actor_id=actor.pk,
-                                    data=events.member_added(conversation_id=str(conversation.pk), user_id=user_id,
-                                                             role=Role.MEMBER, by=str(actor.pk)),
-                                    affected=user_id)
+                pending += _emit_member_change(
+                    conversation=conversation, type=events.MEMBER_ADDED, actor_id=actor.pk, affected=user_id,
+                    data=events.member_added(conversation_id=str(conversation.pk), user_id=user_id,
+                                             role=Role.MEMBER, by=str(actor.pk)))
+            stream_append(pending)
     return conversation_detail(user_id=actor.pk, conversation_id=conversation.pk)
 
 
 def _emit_member_change(*, conversation: Conversation, type: str, data: dict[str, Any], actor_id: object,
-                        affected: str) -> None:
+                        affected: str) -> list[PendingEvent]:
     """Member changes go to all members, except in broadcasts: there only to the
     admins and the affected user (the audience does not see each other)."""
     if conversation.type != ConversationType.BROADCAST:
-        _emit_to_members(conversation=conversation, type=type, data=data, actor_id=actor_id,
-                         extra_user_ids=[affected])
-        return
+        return _emit_to_members(conversation=conversation, type=type, data=data, actor_id=actor_id,
+                                extra_user_ids=[affected])
     admins = {str(u) for u in Membership.objects.filter(conversation=conversation, left_at__isnull=True,
                                                         role__in=ADMIN_ROLES).values_list("user_id", flat=True)}
-    stream_append([PendingEvent(u, type, data) for u in sorted(admins | {affected})])
+    return [PendingEvent(u, type, data) for u in sorted(admins | {affected})]
 
 
 def member_remove(*, actor: User, conversation_id: object, user_id: object) -> None:
@@ -592,7 +598,7 @@ def member_remove(*, actor: User, conversation_id: object, user_id: object) -> N
                 raise ValidationFailed("You cannot leave a direct conversation.",
                                        details={"user_id": ["Not allowed for a direct conversation."]})
             own.refresh_from_db()
-            _member_leave(conversation=conversation, membership=own, by=None)
+            stream_append(_member_leave(conversation=conversation, membership=own, by=None))
             return
         conversation, actor_membership = _locked_for_admin(actor=actor, conversation_id=conversation_id)
         target = Membership.objects.filter(conversation=conversation, user_id=target_id, left_at__isnull=True).first()
@@ -600,10 +606,10 @@ def member_remove(*, actor: User, conversation_id: object, user_id: object) -> N
             raise NotFound()
         if target.role == Role.OWNER or (target.role == Role.ADMIN and actor_membership.role != Role.OWNER):
             raise Forbidden("Only the owner removes admins, and nobody removes the owner.")
-        _member_leave(conversation=conversation, membership=target, by=str(actor.pk))
+        stream_append(_member_leave(conversation=conversation, membership=target, by=str(actor.pk)))
 
 
-def _member_leave(*, conversation: Conversation, membership: Membership, by: str | None) -> None:
+def _member_leave(*, conversation: Conversation, membership: Membership, by: str | None) -> list[PendingEvent]:
     """Call holding the conversation row lock. An owner who leaves hands over to
     the longest-standing admin, else the longest-standing member."""
     now = timezone.now()
@@ -614,8 +620,9 @@ def _member_leave(*, conversation: Conversation, membership: Membership, by: str
     conversation.updated_at = now
     conversation.save(update_fields=["member_count", "updated_at"])
     user_id = str(membership.user_id)
-    _emit_member_change(conversation=conversation, type=events.MEMBER_REMOVED, actor_id=by, affected=user_id,
-                        data=events.member_removed(conversation_id=str(conversation.pk), user_id=user_id, by=by))
+    pending = _emit_member_change(
+        conversation=conversation, type=events.MEMBER_REMOVED, actor_id=by, affected=user_id,
+        data=events.member_removed(conversation_id=str(conversation.pk), user_id=user_id, by=by))
     if was_owner:
         heir = (Membership.objects.filter(conversation=conversation, left_at__isnull=True)
                 .order_by("role", "joined_at", "pk").first())  # "admin" sorts before "member"
@@ -624,7 +631,8 @@ def _member_leave(*, conversation: Conversation, membership: Membership, by: str
             heir.save(update_fields=["role"])
             data = events.conversation_updated(conversation_id=str(conversation.pk),
                                                member={"user_id": str(heir.user_id), "role": Role.OWNER})
-            _emit_to_members(conversation=conversation, type=events.CONVERSATION_UPDATED, data=data)
+            pending += _emit_to_members(conversation=conversation, type=events.CONVERSATION_UPDATED, data=data)
+    return pending
 
 
 def member_role_set(*, actor: User, conversation_id: object, user_id: object, role: str) -> dict[str, Any]:
@@ -641,9 +649,10 @@ def member_role_set(*, actor: User, conversation_id: object, user_id: object, ro
         if target.role != role:
             target.role = role
             target.save(update_fields=["role"])
-            _emit_to_members(conversation=conversation, type=events.CONVERSATION_UPDATED, actor_id=actor.pk,
-                             data=events.conversation_updated(conversation_id=str(conversation.pk),
-                                                              member={"user_id": str(target_id), "role": role}))
+            stream_append(_emit_to_members(
+                conversation=conversation, type=events.CONVERSATION_UPDATED, actor_id=actor.pk,
+                data=events.conversation_updated(conversation_id=str(conversation.pk),
+                                                 member={"user_id": str(target_id), "role": role})))
     return conversation_detail(user_id=actor.pk, conversation_id=conversation.pk)
 
 
@@ -677,8 +686,8 @@ def message_edit(*, user: User, message_id: object, text: str) -> dict[str, Any]
         message.edited_at = timezone.now()
         message.save(update_fields=["text", "edited_at"])
         public = message_public(message)
-        _emit_to_members(conversation=message.conversation, type=events.MESSAGE_EDITED, actor_id=user.pk,
-                         data=events.message_edited(public), message=message)
+        stream_append(_emit_to_members(conversation=message.conversation, type=events.MESSAGE_EDITED,
+                                       actor_id=user.pk, data=events.message_edited(public), message=message))
     return public
 
 
@@ -707,8 +716,8 @@ def message_delete(*, user: User, message_id: object, scope: str) -> None:
         message.deleted_at = timezone.now()
         message.text, message.attachment_id, message.location = "", None, None
         message.save(update_fields=["deleted_at", "text", "attachment_id", "location"])
-        _emit_to_members(conversation=message.conversation, type=events.MESSAGE_DELETED, actor_id=user.pk,
-                         data=data, message=message)
+        stream_append(_emit_to_members(conversation=message.conversation, type=events.MESSAGE_DELETED,
+                                       actor_id=user.pk, data=data, message=message))
 
 
 # --- Read and delivered pointers (receipts) -------------------------------------------------
@@ -799,10 +808,12 @@ def user_messages_erase(*, user_id: object) -> None:
         deleted_at=now, text="", attachment_id=None, location=None)
     conversation_ids = sorted(Membership.objects.filter(user_id=user_id, left_at__isnull=True)
                               .values_list("conversation_id", flat=True), key=str)
+    pending: list[PendingEvent] = []
     for conversation_id in conversation_ids:
         conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
         membership = Membership.objects.get(conversation=conversation, user_id=user_id)
-        _member_leave(conversation=conversation, membership=membership, by=None)
+        pending += _member_leave(conversation=conversation, membership=membership, by=None)
+    stream_append(pending)
     DeviceCursor.objects.filter(device__user_id=user_id).delete()
 
 
