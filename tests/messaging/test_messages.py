@@ -429,3 +429,28 @@ def test_new_message_asks_for_a_push_to_each_recipient(alice, bob, carol, pushes
         "user_id": str(bob.user.pk), "kind": "message.new", "title": "Alice", "body": "ping",
         "conversation_id": group, "message_id": message["id"], "muted": False, "collapse_key": group,
     }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_over_shared_conversations_neither_deadlock_nor_leave_gaps(alice, bob, carol):
+    first = new_group(alice, bob, carol)
+    second = new_direct(alice, bob)
+    third = new_direct(bob, carol)
+
+    def batches(index: int) -> None:
+        order = [first, second, third] if index % 2 else [third, second, first]
+        sender_for = {first: carol, second: alice, third: bob}
+        for _ in range(5):
+            results = message_send_many([
+                SendRequest(sender_for[c].user, c, {"client_id": cid(), "type": "text", "text": str(index)})
+                for c in order
+            ])
+            assert all(isinstance(r, tuple) and r[1] for r in results), results
+
+    _run_threads(4, batches)
+    for conversation_id in (first, second, third):
+        seqs = sorted(Message.objects.filter(conversation_id=conversation_id).values_list("seq", flat=True))
+        assert seqs == list(range(1, 21))
+    bob_seqs = [(d["conversation_id"], d["seq"]) for _, d in stream_events(bob, "message.new")]
+    for conversation_id in (first, second, third):
+        assert [s for c, s in bob_seqs if c == conversation_id] == list(range(1, 21))
