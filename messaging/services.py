@@ -47,6 +47,7 @@ from messaging.selectors import (
     is_small,
     message_get_for_member,
     message_public,
+    messages_public,
 )
 from realtime.models import Event
 from realtime.stream import PendingEvent, cursor_decode, stream_append, stream_head
@@ -74,6 +75,7 @@ class _Send:
     data: dict[str, Any]
     membership: Membership | None = None
     message: Message | None = None
+    public: dict[str, Any] | None = None
 
 
 def message_send(*, sender: User, conversation_id: object, payload: dict,
@@ -117,7 +119,7 @@ def message_send_many(
             raced = pending  # The one send lost a client_id race (or a reply_to vanished).
     for item in pending:
         if item not in raced and item.message is not None:
-            results[item.index] = (message_public(item.message), True)
+            results[item.index] = (item.public, True)
     for item in raced:
         original = Message.objects.filter(sender=item.request.sender, client_id=item.data["client_id"]).first()
         results[item.index] = (message_public(original), False) if original else Conflict()
@@ -203,7 +205,10 @@ def _write_sends(pending: list[_Send]) -> list[_Send]:
                     except IntegrityError:
                         item.message = None
                         raced.append(item)
-        _emit_new_messages([item.message for item in written if item.message is not None])
+        written = [item for item in written if item.message is not None]
+        for item, public in zip(written, messages_public(item.message for item in written), strict=True):
+            item.public = public
+        _emit_new_messages([(item.message, item.public) for item in written])
     return raced
 
 
@@ -254,11 +259,12 @@ def _allocate_seqs(*, conversation_id: uuid.UUID, count: int, last_message_id: u
         return cursor.fetchone()[0]
 
 
-def _emit_new_messages(messages: list[Message]) -> None:
+def _emit_new_messages(sent: list[tuple[Message, dict[str, Any]]]) -> None:
     """message.new to every current member (the sender included, for their other
     devices) except those who blocked the sender; big conversations fan out in Celery."""
-    if not messages:
+    if not sent:
         return
+    messages = [message for message, _ in sent]
     small_ids = {m.conversation_id for m in messages if is_inline(m.conversation)}
     members: dict[uuid.UUID, list[tuple[str, datetime | None]]] = defaultdict(list)
     if small_ids:
@@ -273,8 +279,7 @@ def _emit_new_messages(messages: list[Message]) -> None:
     pending: list[PendingEvent] = []
     hidden: list[MessageHidden] = []
     jobs: list[FanoutJob] = []
-    for message in messages:
-        public = message_public(message)
+    for message, public in sent:
         sender_id = str(message.sender_id)
         if message.attachment_id:
             integrations.attachment_mark_used(attachment_id=message.attachment_id)
