@@ -117,8 +117,9 @@ def message_send_many(
             if len(pending) != 1:
                 raise
             raced = pending  # The one send lost a client_id race (or a reply_to vanished).
+    lost = {item.index for item in raced}
     for item in pending:
-        if item not in raced and item.message is not None:
+        if item.index not in lost and item.public is not None:
             results[item.index] = (item.public, True)
     for item in raced:
         original = Message.objects.filter(sender=item.request.sender, client_id=item.data["client_id"]).first()
@@ -307,6 +308,11 @@ def _emit_new_messages(sent: list[tuple[Message, dict[str, Any]]]) -> None:
         _enqueue_fanout([job.pk for job in jobs])
 
 
+# What a push says for a message without text (the push app drops it when previews are off).
+_PUSH_LABELS = {"image": "Photo", "voice": "Voice message", "video": "Video", "file": "File",
+                "location": "Location", "sticker": "Sticker"}
+
+
 def _push_new_message(message: Message, recipients: Iterable[tuple[str, datetime | None]]) -> None:
     if not settings.MESSAGING_PUSH_NOTIFY:
         return
@@ -314,7 +320,7 @@ def _push_new_message(message: Message, recipients: Iterable[tuple[str, datetime
     for user_id, muted_until in recipients:
         integrations.push_notify(
             user_id=user_id, kind=events.MESSAGE_NEW, title=message.sender.display_name,
-            body=message.text[:200] if message.deleted_at is None else "", conversation_id=str(message.conversation_id),
+            body=message.text[:200] or _PUSH_LABELS.get(message.type, ""), conversation_id=str(message.conversation_id),
             message_id=str(message.pk), muted=bool(muted_until and muted_until > now),
             collapse_key=str(message.conversation_id),
         )
