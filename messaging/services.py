@@ -102,11 +102,11 @@ def message_send_many(
     requests = [r if isinstance(r, SendRequest) else SendRequest(**r) for r in requests]
     results: list[Any] = [None] * len(requests)
     pending: list[_Send] = []
-    for index, request in enumerate(requests):
-        try:
-            pending.append(_Send(index, request, validated(MessageSendInput, request.payload)))
-        except ApplicationError as error:
-            results[index] = error
+    for index, (request, data) in enumerate(zip(requests, _validate_payloads(requests), strict=True)):
+        if isinstance(data, ApplicationError):
+            results[index] = data
+        else:
+            pending.append(_Send(index, request, data))
     pending = _drop_replays(pending, results)
     pending = _authorise_sends(pending, results)
     raced: list[_Send] = []
@@ -125,6 +125,23 @@ def message_send_many(
         original = Message.objects.filter(sender=item.request.sender, client_id=item.data["client_id"]).first()
         results[item.index] = (message_public(original), False) if original else Conflict()
     return results
+
+
+def _validate_payloads(requests: list[SendRequest]) -> list[dict[str, Any] | ApplicationError]:
+    """Validate every payload; a whole valid batch shares one serializer
+    (building one per message costs more than the message's SQL)."""
+    payloads = [r.payload for r in requests]
+    if len(payloads) > 1 and all(isinstance(p, dict) for p in payloads):
+        batch = MessageSendInput(data=payloads, many=True)
+        if batch.is_valid():
+            return [dict(data) for data in batch.validated_data]
+    out: list[dict[str, Any] | ApplicationError] = []
+    for payload in payloads:
+        try:
+            out.append(validated(MessageSendInput, payload))
+        except ApplicationError as error:
+            out.append(error)
+    return out
 
 
 def _drop_replays(pending: list[_Send], results: list[Any]) -> list[_Send]:
