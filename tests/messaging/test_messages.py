@@ -454,3 +454,42 @@ def test_concurrent_batches_over_shared_conversations_neither_deadlock_nor_leave
     bob_seqs = [(d["conversation_id"], d["seq"]) for _, d in stream_events(bob, "message.new")]
     for conversation_id in (first, second, third):
         assert [s for c, s in bob_seqs if c == conversation_id] == list(range(1, 21))
+
+
+# --- Atomicity and wake-ups -----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_send_that_fails_mid_way_leaves_no_message_no_event_and_no_seq_gap(alice, bob, direct, monkeypatch):
+    from messaging import integrations
+
+    def explode(**kwargs):
+        raise RuntimeError("crash between the insert and the events")
+
+    monkeypatch.setattr(integrations, "blockers_of", explode)
+    with pytest.raises(RuntimeError):
+        services.message_send(sender=alice.user, conversation_id=direct,
+                              payload={"client_id": cid(), "type": "text", "text": "lost"})
+    monkeypatch.undo()
+    assert Message.objects.count() == 0
+    assert stream_events(bob, "message.new") == []
+    message, created = services.message_send(sender=alice.user, conversation_id=direct,
+                                             payload={"client_id": cid(), "type": "text", "text": "kept"})
+    assert created and message["seq"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_send_rings_the_recipients_sockets_after_commit(alice, bob):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from realtime.groups import user_group
+
+    direct = new_direct(alice, bob)
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(user_group(bob.user.pk), channel)
+    message = send_text(alice, direct, "ding").json()
+    ring = async_to_sync(layer.receive)(channel)
+    assert ring["type"] == "stream.events"
+    assert [(e["type"], e["data"]) for e in ring["events"]] == [("message.new", message)]
