@@ -14,7 +14,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -421,9 +421,15 @@ def _fanout_batch(job: FanoutJob, batch_size: int) -> int:
     return len(recipients)
 
 
+def fanout_jobs_prune(*, older_than: timedelta = timedelta(days=1)) -> int:
+    """Forget finished jobs; their events live in the streams."""
+    deleted, _ = FanoutJob.objects.filter(finished_at__lt=timezone.now() - older_than).delete()
+    return deleted
+
+
 def fanout_jobs_stalled(*, older_than_seconds: int = 60) -> list[int]:
     """Unfinished jobs whose task may have been lost (process died before enqueueing)."""
-    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     return list(FanoutJob.objects.filter(finished_at__isnull=True, created_at__lt=cutoff)
                 .order_by("pk").values_list("pk", flat=True)[:1000])
 
