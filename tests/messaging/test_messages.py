@@ -11,7 +11,7 @@ from core.errors import ValidationFailed
 from messaging import services
 from messaging.models import Message, MessageHidden
 from messaging.services import SendRequest, message_send_many
-from tests.messaging.conftest import new_direct, new_group, send_text, stream_events
+from tests.messaging.conftest import an_attachment, new_direct, new_group, send_text, stream_events
 
 CONV = "/api/v1/conversations"
 
@@ -31,15 +31,17 @@ def cid() -> str:
 @pytest.mark.parametrize("body", [
     {"type": "text", "text": "hello"},
     {"type": "text", "text": "x" * 4096},
-    {"type": "image", "attachment_id": str(uuid.uuid4()), "text": "caption"},
-    {"type": "voice", "attachment_id": str(uuid.uuid4())},
-    {"type": "video", "attachment_id": str(uuid.uuid4())},
-    {"type": "file", "attachment_id": str(uuid.uuid4())},
+    {"type": "image", "attachment_id": "image", "text": "caption"},
+    {"type": "voice", "attachment_id": "voice"},
+    {"type": "video", "attachment_id": "video"},
+    {"type": "file", "attachment_id": "file"},
     {"type": "location", "location": {"lat": 51.5, "lng": -0.12}},
     {"type": "sticker", "text": "party_parrot"},
-    {"type": "sticker", "attachment_id": str(uuid.uuid4())},
+    {"type": "sticker", "attachment_id": "image"},
 ])
 def test_each_message_type_is_accepted(alice, direct, body):
+    if "attachment_id" in body:  # the kind of upload to make
+        body = {**body, "attachment_id": an_attachment(alice, body["attachment_id"])}
     response = post(alice, direct, {"client_id": cid(), **body})
     assert response.status_code == 201, response.json()
     message = response.json()
