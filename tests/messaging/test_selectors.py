@@ -84,6 +84,8 @@ def test_message_public_blanks_a_recalled_message(alice, bob, direct):
 @pytest.mark.django_db
 def test_device_cursor_position_is_where_the_next_hello_resumes(alice, bob, direct):
     assert selectors.device_cursor_position(device_id=bob.device.pk) == 0
+    assert selectors.device_cursor_get(device_id=bob.device.pk) == ""
     send_text(alice, direct)
     services.device_ack(user=bob.user, device_id=bob.device.pk, cursor="2")
     assert selectors.device_cursor_position(device_id=bob.device.pk) == 2
+    assert selectors.device_cursor_get(device_id=bob.device.pk) == "2"
