@@ -71,6 +71,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "core.query.UnknownQueryParametersMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

@@ -28,8 +28,9 @@ from media.uploads import SizeCapUploadHandler
 
 class AttachmentUploadInput(StrictSerializer):
     file = serializers.FileField(allow_empty_file=False, help_text="The file; its bytes decide its type.")
-    kind = serializers.ChoiceField(choices=AttachmentKind.choices, required=False,
-                                   help_text="What the client means to send; bytes of another kind are 415.")
+    kind = serializers.ChoiceField(choices=AttachmentKind.choices, required=False, allow_blank=True,
+                                   help_text="What the client means to send; bytes of another kind are 415. "
+                                   "Empty or absent: decided from the bytes.")
 
 
 class AttachmentOutput(serializers.Serializer):
@@ -61,7 +62,7 @@ class AttachmentUploadApi(APIView):
         data = AttachmentUploadInput(data=request.data)
         data.is_valid(raise_exception=True)
         attachment = services.attachment_create(
-            uploader=request.user, upload=data.validated_data["file"], kind=data.validated_data.get("kind"),
+            uploader=request.user, upload=data.validated_data["file"], kind=data.validated_data.get("kind") or None,
         )
         return Response(selectors.attachment_public(attachment, request=request), status=status.HTTP_201_CREATED)
 

@@ -156,7 +156,7 @@ def int_param(params: Any, name: str, *, default: int | None, minimum: int = 0,
               maximum: int | None = None) -> int | None:
     """A query-string integer, or ValidationFailed naming the parameter."""
     raw = params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not isinstance(raw, str) or len(raw) > 19 or not raw.isdigit():
         raise ValidationFailed(details={name: ["A non-negative integer is required."]})

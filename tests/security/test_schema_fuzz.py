@@ -40,7 +40,9 @@ EXCLUDED_CHECKS = [checks.positive_data_acceptance]
 
 
 @schema.parametrize()
-@hypothesis_settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@hypothesis_settings(
+    max_examples=40, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 @pytest.mark.django_db
 def test_every_endpoint_survives_generated_input_and_honours_its_schema(case, fuzz_headers):
     case.call_and_validate(headers=fuzz_headers, excluded_checks=EXCLUDED_CHECKS)
