@@ -235,6 +235,25 @@ ACCOUNT_DELETION_STEPS: list[str] = []
 # --- Messaging ------------------------------------------------------------------
 
 # (messaging settings)
+MESSAGING_TEXT_MAX = 4096
+MESSAGING_EDIT_WINDOW = timedelta(hours=env_int("MESSAGING_EDIT_WINDOW_HOURS", 48))
+MESSAGING_RECALL_WINDOW = timedelta(hours=env_int("MESSAGING_RECALL_WINDOW_HOURS", 24))
+# Conversations with more members than this fan events out in Celery batches
+# (the sender's own event is still written in the send transaction), and
+# emit no per-member receipts or presence.
+MESSAGING_INLINE_FANOUT_MAX = env_int("MESSAGING_INLINE_FANOUT_MAX", 100)
+MESSAGING_FANOUT_BATCH = env_int("MESSAGING_FANOUT_BATCH", 500)
+MESSAGING_GROUP_MAX_MEMBERS = env_int("MESSAGING_GROUP_MAX_MEMBERS", 1000)
+MESSAGING_BROADCAST_MAX_MEMBERS = env_int("MESSAGING_BROADCAST_MAX_MEMBERS", 100000)
+# Dotted path called inside the send transaction for each recipient of a new
+# message (notifications.services.push_notify once the push branch is merged).
+MESSAGING_PUSH_NOTIFY = env_str("MESSAGING_PUSH_NOTIFY", "")
+CELERY_BEAT_SCHEDULE["messaging-fanout-sweep"] = {"task": "messaging.fanout_sweep", "schedule": 60.0}
+ACCOUNT_DELETION_STEPS.append("messaging.services.user_messages_erase")
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
+    "ConversationTypeEnum": "messaging.models.ConversationType",
+    "MessageTypeEnum": "messaging.models.MessageType",
+})
 
 # --- Realtime ------------------------------------------------------------------
 
