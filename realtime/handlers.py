@@ -9,10 +9,8 @@ services and selectors of accounts, contacts and messaging.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
@@ -21,8 +19,12 @@ from django.conf import settings
 from accounts.models import User
 from accounts.selectors import device_is_active, last_seen_visible_to
 from accounts.services import user_mark_seen
-from core.errors import ApplicationError, ValidationFailed, to_application_error
+from core.errors import ApplicationError, ValidationFailed
 from core.serializers import timestamp
+from messaging import services as messaging_services
+from messaging.integrations import blocked_either_way, blockers_of
+from messaging.selectors import conversation_member_ids, device_cursor_get, presence_audience
+from messaging.services import SendRequest
 from realtime import presence
 from realtime.batching import batcher_for
 from realtime.frames import frame_ref, require_dict, require_str
@@ -31,34 +33,9 @@ from realtime.stream import cursor_decode
 if TYPE_CHECKING:
     from realtime.consumers import StreamConsumer
 
-logger = logging.getLogger(__name__)
-
 Handler = Callable[["StreamConsumer", dict[str, Any]], Awaitable[None]]
 
 TYPING_STATES = ("start", "stop")
-
-
-# --- Seams to contacts ---------------------------------------------------------------
-# The batch selectors below are the interface (/work/interfaces.md). Until the
-# contacts branch lands them, fall back to the per-pair `is_blocked` that is
-# already on main, so the socket works (slower) on either side of that merge.
-
-
-def _blockers_of(*, user_id: object, candidate_ids: list[str]) -> set[str]:
-    from contacts import selectors
-
-    if hasattr(selectors, "blockers_of"):
-        return {str(i) for i in selectors.blockers_of(user_id=user_id, candidate_ids=candidate_ids)}
-    return {c for c in candidate_ids if selectors.is_blocked(blocker_id=c, blocked_id=user_id)}
-
-
-def _blocked_either_way(*, user_id: object, other_ids: list[str]) -> set[str]:
-    from contacts import selectors
-
-    if hasattr(selectors, "blocked_either_way"):
-        return {str(i) for i in selectors.blocked_either_way(user_id=user_id, other_ids=other_ids)}
-    return {o for o in other_ids if selectors.is_blocked(blocker_id=o, blocked_id=user_id)
-            or selectors.is_blocked(blocker_id=user_id, blocked_id=o)}
 
 
 # --- Sync work, run through one thread hop each ------------------------------------------
@@ -67,12 +44,10 @@ def _blocked_either_way(*, user_id: object, other_ids: list[str]) -> set[str]:
 def presence_viewers(*, user: User) -> list[str]:
     """Peers who may see `user`'s presence: conversation peers, minus blocks either way,
     filtered by `user`'s last_seen privacy."""
-    from messaging.selectors import presence_audience
-
     audience = [str(u) for u in presence_audience(user_id=user.pk) if str(u) != str(user.pk)]
     if not audience:
         return []
-    blocked = _blocked_either_way(user_id=user.pk, other_ids=audience)
+    blocked = blocked_either_way(user_id=user.pk, other_ids=audience)
     return [v for v in audience if v not in blocked and last_seen_visible_to(target=user, viewer_id=v)]
 
 
@@ -102,13 +77,11 @@ def socket_closed(*, user: User, device_id: str, connection_id: str) -> tuple[li
 
 def presence_snapshot(*, user: User) -> list[dict[str, Any]]:
     """Presence frames for the peers whose presence `user` may see (sent after hello)."""
-    from messaging.selectors import presence_audience
-
     peer_ids = [str(u) for u in presence_audience(user_id=user.pk) if str(u) != str(user.pk)]
     peer_ids = peer_ids[: settings.WS_PRESENCE_SNAPSHOT_MAX]
     if not peer_ids:
         return []
-    blocked = _blocked_either_way(user_id=user.pk, other_ids=peer_ids)
+    blocked = blocked_either_way(user_id=user.pk, other_ids=peer_ids)
     peers = [p for p in User.objects.filter(pk__in=[p for p in peer_ids if p not in blocked], is_active=True)
              if last_seen_visible_to(target=p, viewer_id=user.pk)]
     online = presence.user_ids_online([p.pk for p in peers])
@@ -121,63 +94,27 @@ def presence_snapshot(*, user: User) -> list[dict[str, Any]]:
 
 def typing_recipients(*, user_id: str, conversation_id: str) -> list[str]:
     """The other current members who did not block the typer (NotFound for a non-member)."""
-    from messaging.selectors import conversation_member_ids
-
     members = [str(m) for m in conversation_member_ids(user_id=user_id, conversation_id=conversation_id)
                if str(m) != user_id]
     if not members:
         return []
-    blockers = _blockers_of(user_id=user_id, candidate_ids=members)
+    blockers = blockers_of(user_id=user_id, candidate_ids=members)
     return [m for m in members if m not in blockers]
 
 
 def resume_position(*, device_id: str) -> int:
     """Where a hello without a cursor resumes: the device's last acknowledged position."""
-    from messaging import selectors
-
-    if hasattr(selectors, "device_cursor_position"):
-        return int(selectors.device_cursor_position(device_id=device_id))
-    from messaging.models import DeviceCursor
-
-    return DeviceCursor.objects.filter(device_id=device_id).values_list("position", flat=True).first() or 0
+    return cursor_decode(device_cursor_get(device_id=device_id))
 
 
 def device_ack(*, user: User, device_id: str, cursor: str) -> None:
-    from messaging.services import device_ack as ack
-
-    ack(user=user, device_id=device_id, cursor=cursor)
-
-
-@dataclass(frozen=True)
-class SendRequest:
-    sender: User
-    conversation_id: str
-    payload: dict[str, Any]
-    device_id: str
+    messaging_services.device_ack(user=user, device_id=device_id, cursor=cursor)
 
 
 def messages_send(requests: list[SendRequest]) -> list[dict[str, Any] | ApplicationError]:
-    """Send a batch; one result (public Message dict) or ApplicationError per request, in order."""
-    from messaging import services
-
-    if hasattr(services, "message_send_many"):
-        return list(services.message_send_many([
-            {"sender": r.sender, "conversation_id": r.conversation_id, "payload": r.payload, "device_id": r.device_id}
-            for r in requests
-        ]))
-    results: list[dict[str, Any] | ApplicationError] = []
-    for request in requests:
-        try:
-            message, _created = services.message_send(sender=request.sender, conversation_id=request.conversation_id,
-                                                      payload=request.payload, device_id=request.device_id)
-            results.append(message)
-        except Exception as exc:
-            error = to_application_error(exc)
-            if error is None:
-                logger.exception("message_send failed")
-                error = ApplicationError("Internal server error.", code="internal_error", status=500)
-            results.append(error)
-    return results
+    """Send a batch in one transaction: the public Message or the ApplicationError per request, in order."""
+    return [result if isinstance(result, ApplicationError) else result[0]
+            for result in messaging_services.message_send_many(requests)]
 
 
 def _run_send_batch(requests: list[SendRequest]) -> list[dict[str, Any] | ApplicationError]:
