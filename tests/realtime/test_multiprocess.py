@@ -1,0 +1,158 @@
+"""Horizontal scale: two real ASGI server processes share PostgreSQL and Redis.
+
+A client connected to process A talks to a client connected to process B;
+the only link between the processes is the channel layer (Redis) and the
+database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket as sockets
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from messaging import services as messaging_services
+from realtime.stream import stream_head
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+UVICORN = Path(sys.executable).with_name("uvicorn")
+
+
+def free_port() -> int:
+    with sockets.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_database_url() -> str:
+    """The URL of the test database this test runs in, for the child processes."""
+    db = connection.settings_dict
+    auth = quote(db["USER"] or "")
+    if db.get("PASSWORD"):
+        auth += ":" + quote(db["PASSWORD"])
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+test_database_url.__test__ = False  # a helper, not a test
+
+
+def wait_until_serving(port: int, process: subprocess.Popen, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server on {port} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server on {port} did not start")
+
+
+@pytest.fixture(scope="module")
+def servers(django_db_setup: None, django_db_blocker) -> Iterator[list[int]]:
+    """Two uvicorn processes on free ports, shared by this module's tests."""
+    if connection.vendor != "postgresql" or not settings.REDIS_URL:
+        pytest.fail("this test needs the real stack: DATABASE_URL (PostgreSQL) and REDIS_URL")
+    with django_db_blocker.unblock():
+        database_url = test_database_url()
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": settings.REDIS_URL,
+           "SECRET_KEY": settings.SECRET_KEY, "DEBUG": "0", "LOG_LEVEL": "WARNING"}
+    ports = [free_port(), free_port()]
+    processes = [
+        subprocess.Popen(
+            [str(UVICORN), "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+             "--ws", "websockets", "--lifespan", "off", "--no-access-log"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        for port in ports
+    ]
+    try:
+        deadline = time.monotonic() + 30
+        for port, process in zip(ports, processes, strict=True):
+            wait_until_serving(port, process, deadline)
+        yield ports
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+
+
+def open_socket(port: int, token: str) -> ClientConnection:
+    return connect(f"ws://127.0.0.1:{port}/ws/v1", additional_headers={"Authorization": f"Bearer {token}"},
+                   open_timeout=10)
+
+
+def receive(ws: ClientConnection, type_: str, timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+        if frame["type"] == type_:
+            return frame
+
+
+def hello_at_head(ws: ClientConnection, who) -> None:
+    ws.send(json.dumps({"type": "hello", "cursor": str(stream_head(user_id=who.user.pk))}))
+    ws.send(json.dumps({"type": "ping"}))
+    receive(ws, "pong")
+
+
+def test_message_sent_through_one_process_reaches_a_client_of_the_other(servers, alice, bob):
+    conversation, _ = messaging_services.conversation_create(creator=alice.user, type="direct", user_id=bob.user.pk)
+    port_a, port_b = servers
+    with open_socket(port_a, alice.token) as alice_ws, open_socket(port_b, bob.token) as bob_ws:
+        hello_at_head(alice_ws, alice)
+        hello_at_head(bob_ws, bob)
+
+        body = {"client_id": str(uuid.uuid4()), "type": "text", "text": "across processes"}
+        alice_ws.send(json.dumps({"type": "message.send", "ref": "1", "conversation_id": conversation["id"],
+                                  "message": body}))
+        sent = receive(alice_ws, "message.sent")
+        event = receive(bob_ws, "event")["event"]
+        assert event["type"] == "message.new"
+        assert event["data"]["id"] == sent["message"]["id"]
+        assert event["data"]["text"] == "across processes"
+
+        # And back, with typing first: relays cross processes too.
+        bob_ws.send(json.dumps({"type": "typing", "conversation_id": conversation["id"], "state": "start"}))
+        assert receive(alice_ws, "typing")["user_id"] == str(bob.user.pk)
+        bob_ws.send(json.dumps({"type": "message.send", "ref": "2", "conversation_id": conversation["id"],
+                                "message": {**body, "client_id": str(uuid.uuid4()), "text": "got it"}}))
+        reply = receive(alice_ws, "event")["event"]
+        while reply["type"] != "message.new":  # alice's own message.new and bob's receipts come first
+            reply = receive(alice_ws, "event")["event"]
+        assert reply["data"]["text"] == "got it"
+
+
+def test_device_revoked_through_one_process_closes_its_socket_on_the_other(servers, alice):
+    with open_socket(servers[1], alice.token) as ws:
+        hello_at_head(ws, alice)
+        from accounts.services import device_revoke
+
+        device_revoke(user=alice.user, device_id=alice.device.pk)
+        deadline = time.monotonic() + 10
+        with pytest.raises(ConnectionClosed) as closed:
+            while time.monotonic() < deadline:
+                ws.recv(timeout=deadline - time.monotonic())
+        assert closed.value.rcvd.code == 4001
