@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -96,6 +97,20 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await self._announce(viewers, "offline", last_seen)
         except Exception:
             logger.warning("presence update on disconnect failed", exc_info=True)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch, minus its `aclose_old_connections()` thread hop per message.
+
+        That hop would put every frame and every ring of every socket through the
+        process's one thread-sensitive executor thread. Our database work all goes
+        through `database_sync_to_async`, which cleans up connections itself.
+        A channel-layer message nobody here handles is dropped, not fatal.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            logger.warning("socket dropped a %r message it has no handler for", str(message.get("type"))[:40])
+            return
+        await handler(message)
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run work beside the frame loop; cancelled when the socket closes."""

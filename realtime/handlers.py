@@ -28,7 +28,7 @@ from messaging.services import SendRequest
 from realtime import presence
 from realtime.batching import batcher_for
 from realtime.frames import frame_ref, require_dict, require_str
-from realtime.stream import cursor_decode
+from realtime.stream import cursor_decode, stream_head
 
 if TYPE_CHECKING:
     from realtime.consumers import StreamConsumer
@@ -102,9 +102,12 @@ def typing_recipients(*, user_id: str, conversation_id: str) -> list[str]:
     return [m for m in members if m not in blockers]
 
 
-def resume_position(*, device_id: str) -> int:
-    """Where a hello without a cursor resumes: the device's last acknowledged position."""
-    return cursor_decode(device_cursor_get(device_id=device_id))
+def hello_position(*, user_id: str, device_id: str, cursor: str | None) -> int:
+    """Where a hello's replay starts: after `cursor`, or after the device's last ack when
+    there is none. Clamped to the stream head: a cursor from the future (another
+    server's, a restored database's) would otherwise hide every new event."""
+    after = cursor_decode(device_cursor_get(device_id=device_id)) if cursor in (None, "") else cursor_decode(cursor)
+    return min(after, stream_head(user_id=user_id)) if after else 0
 
 
 def device_ack(*, user: User, device_id: str, cursor: str) -> None:
@@ -130,10 +133,9 @@ async def handle_ping(consumer: StreamConsumer, frame: dict[str, Any]) -> None:
 
 async def handle_hello(consumer: StreamConsumer, frame: dict[str, Any]) -> None:
     cursor = frame.get("cursor")
-    if cursor is None or cursor == "":
-        after = await database_sync_to_async(resume_position)(device_id=consumer.device_id)
-    else:
-        after = cursor_decode(cursor)
+    cursor_decode(cursor)  # a bad cursor is the client's error, before any hop
+    after = await database_sync_to_async(hello_position)(user_id=consumer.user_id, device_id=consumer.device_id,
+                                                         cursor=cursor)
     await consumer.start_replay(after)
     if settings.WS_PRESENCE_SNAPSHOT:
         for presence_frame in await database_sync_to_async(presence_snapshot)(user=consumer.user):

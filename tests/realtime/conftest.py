@@ -105,6 +105,18 @@ async def open_socket(token: str | None, *, via: str = "header") -> Client:
     return Client(communicator)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer():
+    """A new channel layer object per test: each test runs on its own event loop, and
+    channels-redis keeps per-loop state (its receive lock) that a socket still being
+    torn down on the previous test's loop would otherwise leak into this one."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
 @pytest.fixture
 async def socket():
     """Open sockets (`await socket(token)`) and close them all at teardown."""

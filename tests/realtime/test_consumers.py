@@ -298,3 +298,23 @@ async def test_second_hello_restarts_the_stream_from_its_cursor(socket, alice):
     await client.send({"type": "hello", "cursor": "2"})
     assert positions(await client.events(2)) == [3, 4]
     await client.nothing_more()
+
+
+async def test_hello_with_a_cursor_from_the_future_still_gets_new_events(socket, alice):
+    await aappend(alice.user.pk, 2)
+    client = await socket(alice.token)
+    await client.send({"type": "hello", "cursor": "99"})
+    await client.nothing_more(0.2)
+    await aappend(alice.user.pk, 1)
+    assert positions(await client.events(1)) == [3]
+
+
+async def test_a_channel_message_of_an_unknown_type_is_dropped_not_fatal(socket, alice):
+    from channels.layers import get_channel_layer
+
+    from realtime.groups import user_group
+
+    client = await socket(alice.token)
+    await get_channel_layer().group_send(user_group(alice.user.pk), {"type": "something.new", "x": 1})
+    await client.send({"type": "ping"})
+    assert (await client.recv_type("pong"))["type"] == "pong"
