@@ -76,10 +76,14 @@ class StreamConsumer(AsyncWebsocketConsumer):
         for group in self.my_groups:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
-        viewers = await database_sync_to_async(handlers.socket_opened)(
-            user=self.user, device_id=self.device_id, connection_id=self.connection_id)
-        await self._announce(viewers, "online", None)
         self.spawn(self._heartbeat())
+        try:
+            viewers = await database_sync_to_async(handlers.socket_opened)(
+                user=self.user, device_id=self.device_id, connection_id=self.connection_id)
+            await self._announce(viewers, "online", None)
+        except Exception:
+            # Presence is best effort; the socket works without it and the heartbeat retries.
+            logger.warning("presence update on connect failed", exc_info=True)
 
     async def disconnect(self, code: int) -> None:
         if self.user_id is None:

@@ -62,7 +62,12 @@ def socket_heartbeat(*, user: User, device_id: str, connection_id: str) -> tuple
     """(device still active, viewers to tell "online" if the presence key had expired)."""
     if not device_is_active(device_id=device_id):
         return False, []
-    return True, socket_opened(user=user, device_id=device_id, connection_id=connection_id)
+    came_online = presence.device_online(user_id=user.pk, device_id=device_id, connection_id=connection_id,
+                                         ttl=settings.WS_PRESENCE_TTL)
+    if not came_online:
+        return True, []
+    user.refresh_from_db()  # the privacy settings may have changed since connect
+    return True, presence_viewers(user=user)
 
 
 def socket_closed(*, user: User, device_id: str, connection_id: str) -> tuple[list[str], str | None]:
@@ -71,7 +76,7 @@ def socket_closed(*, user: User, device_id: str, connection_id: str) -> tuple[li
     if not went_offline:
         return [], None
     user_mark_seen(user_id=user.pk)
-    user.refresh_from_db(fields=["last_seen_at"])
+    user.refresh_from_db()  # also the privacy settings, which may have changed since connect
     return presence_viewers(user=user), timestamp(user.last_seen_at) if user.last_seen_at else None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -312,3 +313,24 @@ async def test_hello_sends_the_current_presence_of_visible_peers(socket, alice, 
     assert await alice_socket.recv() == {"type": "presence", "user_id": str(bob.user.pk), "state": "online",
                                          "last_seen": None}
     await alice_socket.nothing_more(ignore_presence=False)
+
+
+async def test_privacy_tightened_while_connected_hides_the_offline(socket, alice, bob):
+    await direct(alice, bob)
+    await set_last_seen_visibility(bob, "everyone")
+    alice_socket = await live(socket, alice)
+    bob_socket = await socket(bob.token)
+    assert (await alice_socket.recv())["state"] == "online"
+    await set_last_seen_visibility(bob, "nobody")
+    await bob_socket.close()
+    assert await alice_socket.ws.receive_nothing(0.4)
+
+
+async def test_heartbeat_keeps_a_live_socket_online_past_the_ttl(socket, alice, settings):
+    from realtime.presence import device_ids_online
+
+    settings.WS_PRESENCE_TTL = 1
+    settings.WS_HEARTBEAT_SECONDS = 0.3
+    await socket(alice.token)
+    await asyncio.sleep(1.6)
+    assert await database_sync_to_async(device_ids_online)([alice.device.pk]) == {str(alice.device.pk)}
