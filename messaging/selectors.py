@@ -284,8 +284,13 @@ def user_can_see_attachment(*, user_id: object, attachment_id: object) -> bool:
     return Message.objects.filter(attachment_id=pk, deleted_at__isnull=True).filter(Exists(member_then)).exists()
 
 
+def device_cursor_position(*, device_id: object) -> int:
+    """Where a device's next `hello` without a cursor resumes (0 when it never acked)."""
+    return DeviceCursor.objects.filter(device_id=device_id).values_list("position", flat=True).first() or 0
+
+
 def device_cursor_get(*, device_id: object) -> str:
-    """Where a device's next `hello` without a cursor resumes ("" when it never acked)."""
-    position = DeviceCursor.objects.filter(device_id=device_id).values_list("position", flat=True).first()
+    """The same, as a cursor ("" when the device never acked)."""
+    position = device_cursor_position(device_id=device_id)
     return cursor_encode(position) if position else ""
 

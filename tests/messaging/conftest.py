@@ -41,3 +41,31 @@ def send_text(who: SignedInDevice, conversation_id: str, text: str = "hi", **ext
 @pytest.fixture
 def direct(alice: SignedInDevice, bob: SignedInDevice) -> str:
     return new_direct(alice, bob)
+
+
+PUSHES: list[dict[str, Any]] = []
+
+
+def record_push(**kwargs: Any) -> None:
+    """Stands in for notifications.services.push_notify via MESSAGING_PUSH_NOTIFY."""
+    PUSHES.append(kwargs)
+
+
+@pytest.fixture
+def pushes(settings: Any) -> list[dict[str, Any]]:
+    settings.MESSAGING_PUSH_NOTIFY = "tests.messaging.conftest.record_push"
+    PUSHES.clear()
+    return PUSHES
+
+
+def an_attachment(owner: SignedInDevice, kind: str = "image") -> str:
+    """An attachment id `owner` may send: a stored upload once the media app is
+    merged, a bare id before (messaging stores the id as given until then)."""
+    try:
+        from media.models import Attachment
+    except ImportError:
+        return str(uuid.uuid4())
+    return str(Attachment.objects.create(
+        uploader=owner.user, kind=kind, content_type="application/octet-stream", size=1,
+        storage_name=f"tests/{uuid.uuid4()}", sha256="0" * 64,
+    ).pk)

@@ -112,6 +112,8 @@ def test_owner_promotes_admin_who_adds_and_removes_members(alice, bob, carol, us
     promote = alice.client.patch(f"{URL}/{conversation_id}/members/{bob.user.pk}", {"role": "admin"}, format="json")
     assert promote.status_code == 200
     assert {m["user_id"]: m["role"] for m in promote.json()["members"]}[str(bob.user.pk)] == "admin"
+    assert stream_events(carol, "conversation.updated") == [("conversation.updated", {
+        "conversation_id": conversation_id, "member": {"user_id": str(bob.user.pk), "role": "admin"}})]
 
     added = bob.client.post(f"{URL}/{conversation_id}/members", {"user_ids": [str(dave.user.pk)]}, format="json")
     assert added.status_code == 200
@@ -152,6 +154,10 @@ def test_member_leaves_and_owner_leaving_hands_over(alice, bob, carol):
     assert alice.client.delete(f"{URL}/{conversation_id}/members/{alice.user.pk}").status_code == 204
     body = bob.client.get(f"{URL}/{conversation_id}").json()
     assert body["members"] == [{"user_id": str(bob.user.pk), "role": "owner"}]
+    assert stream_events(bob, "conversation.updated")[-1][1] == {
+        "conversation_id": conversation_id, "member": {"user_id": str(bob.user.pk), "role": "owner"}}
+    assert [d["user_id"] for _, d in stream_events(bob, "member.removed")] == [str(carol.user.pk),
+                                                                               str(alice.user.pk)]
     assert body["member_count"] == 1
 
 
@@ -312,3 +318,36 @@ def test_list_pages_with_limit_and_before(alice, user_factory):
     assert len(first) == 2 and len(rest) == 1
     assert alice.client.get(URL, {"limit": 0}).status_code == 400
     assert alice.client.get(URL, {"before": "yesterday"}).status_code == 400
+
+
+@pytest.mark.django_db
+def test_broadcast_audience_does_not_hear_of_each_other(alice, bob, carol):
+    conversation_id = new_group(alice, bob, type="broadcast", title="News")
+    alice.client.post(f"{URL}/{conversation_id}/members", {"user_ids": [str(carol.user.pk)]}, format="json")
+    assert stream_events(bob, "member.added") == []
+    assert [t for t, _ in stream_events(carol)] == ["conversation.created", "member.added"]
+    assert len(stream_events(alice, "member.added")) == 1
+
+
+@pytest.mark.django_db
+def test_group_read_receipt_goes_to_every_other_member(alice, bob, carol):
+    conversation_id = new_group(alice, bob, carol)
+    send_text(alice, conversation_id)
+    carol.client.post(f"{URL}/{conversation_id}/read", {"seq": 1}, format="json")
+    receipt = {"conversation_id": conversation_id, "user_id": str(carol.user.pk), "seq": 1}
+    assert stream_events(alice, "receipt.read") == [("receipt.read", receipt)]
+    assert stream_events(bob, "receipt.read") == [("receipt.read", receipt)]
+    assert stream_events(carol, "receipt.read") == []
+
+
+@pytest.mark.django_db
+def test_direct_conversation_from_a_blocked_user_is_not_announced_to_the_blocker(alice, bob, monkeypatch):
+    import contacts.selectors
+
+    monkeypatch.setattr(contacts.selectors, "blockers_of",
+                        lambda *, user_id, candidate_ids: {str(bob.user.pk)} & {str(c) for c in candidate_ids}
+                        if str(user_id) == str(alice.user.pk) else set(), raising=False)
+    response = alice.client.post(URL, {"type": "direct", "user_id": str(bob.user.pk)}, format="json")
+    assert response.status_code == 201
+    assert [t for t, _ in stream_events(alice)] == ["conversation.created"]
+    assert stream_events(bob) == []
