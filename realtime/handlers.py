@@ -23,7 +23,7 @@ from core.errors import ApplicationError, ValidationFailed
 from core.serializers import timestamp
 from messaging import services as messaging_services
 from messaging.integrations import blocked_either_way, blockers_of
-from messaging.selectors import conversation_member_ids, device_cursor_get, presence_audience
+from messaging.selectors import conversation_member_ids, device_cursor_position, presence_audience
 from messaging.services import SendRequest
 from realtime import presence
 from realtime.batching import batcher_for
@@ -111,7 +111,7 @@ def hello_position(*, user_id: str, device_id: str, cursor: str | None) -> int:
     """Where a hello's replay starts: after `cursor`, or after the device's last ack when
     there is none. Clamped to the stream head: a cursor from the future (another
     server's, a restored database's) would otherwise hide every new event."""
-    after = cursor_decode(device_cursor_get(device_id=device_id)) if cursor in (None, "") else cursor_decode(cursor)
+    after = device_cursor_position(device_id=device_id) if cursor in (None, "") else cursor_decode(cursor)
     return min(after, stream_head(user_id=user_id)) if after else 0
 
 
