@@ -78,12 +78,18 @@ class StreamConsumer(AsyncWebsocketConsumer):
         await self.accept()
         self.spawn(self._heartbeat())
         try:
-            viewers = await database_sync_to_async(handlers.socket_opened)(
+            active, viewers = await database_sync_to_async(handlers.socket_heartbeat)(
                 user=self.user, device_id=self.device_id, connection_id=self.connection_id)
-            await self._announce(viewers, "online", None)
         except Exception:
             # Presence is best effort; the socket works without it and the heartbeat retries.
             logger.warning("presence update on connect failed", exc_info=True)
+            return
+        if not active:
+            # Revoked between the token lookup and joining device.<hex>: that doorbell was missed.
+            self.closing = True
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        await self._announce(viewers, "online", None)
 
     async def disconnect(self, code: int) -> None:
         if self.user_id is None:

@@ -51,15 +51,10 @@ def presence_viewers(*, user: User) -> list[str]:
     return [v for v in audience if v not in blocked and last_seen_visible_to(target=user, viewer_id=v)]
 
 
-def socket_opened(*, user: User, device_id: str, connection_id: str) -> list[str]:
-    """Mark the socket live; the viewers to tell "online" when the user just came online."""
-    came_online = presence.device_online(user_id=user.pk, device_id=device_id, connection_id=connection_id,
-                                         ttl=settings.WS_PRESENCE_TTL)
-    return presence_viewers(user=user) if came_online else []
-
-
 def socket_heartbeat(*, user: User, device_id: str, connection_id: str) -> tuple[bool, list[str]]:
-    """(device still active, viewers to tell "online" if the presence key had expired)."""
+    """Run once the socket has joined its groups, then every heartbeat: (device still
+    active, viewers to tell "online" when the user just came online, or its presence
+    key had expired)."""
     if not device_is_active(device_id=device_id):
         return False, []
     came_online = presence.device_online(user_id=user.pk, device_id=device_id, connection_id=connection_id,

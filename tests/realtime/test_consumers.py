@@ -66,6 +66,17 @@ async def test_revocation_missed_by_the_channel_layer_is_caught_by_the_heartbeat
     assert await client.closed_with(timeout=3) == 4001
 
 
+async def test_revocation_between_token_lookup_and_group_join_is_caught_at_connect(socket, alice, monkeypatch):
+    from realtime import middleware
+
+    device = await database_sync_to_async(lambda: Device.objects.select_related("user").get(pk=alice.device.pk))()
+    monkeypatch.setattr(middleware, "device_get_by_token", lambda *, token: device)  # looked up just before...
+    await database_sync_to_async(  # ...the revocation commits, its doorbell ringing nobody yet
+        lambda: Device.objects.filter(pk=alice.device.pk).update(revoked_at="2026-01-01T00:00:00Z"))()
+    client = await socket(alice.token)
+    assert await client.closed_with(timeout=2) == 4001
+
+
 async def test_other_device_of_the_user_stays_connected_when_one_is_revoked(socket, alice):
     tablet = await database_sync_to_async(alice.another_device)()
     phone_socket = await socket(alice.token)
