@@ -279,6 +279,8 @@ WS_REPLAY_BUFFER_MAX = env_int("WS_REPLAY_BUFFER_MAX", 2000)
 WS_SEND_BATCH_MAX = env_int("WS_SEND_BATCH_MAX", 64)
 # At most one typing "start" relay per socket and conversation in this many seconds.
 WS_TYPING_THROTTLE_SECONDS = env_int("WS_TYPING_THROTTLE_SECONDS", 2)
+# Typing is not relayed in conversations with more other members than this.
+WS_TYPING_MAX_RECIPIENTS = env_int("WS_TYPING_MAX_RECIPIENTS", 100)
 
 # --- Push ----------------------------------------------------------------------
 

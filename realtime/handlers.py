@@ -93,11 +93,12 @@ def presence_snapshot(*, user: User) -> list[dict[str, Any]]:
 
 
 def typing_recipients(*, user_id: str, conversation_id: str) -> list[str]:
-    """The other current members who did not block the typer (NotFound for a non-member)."""
+    """The other current members who did not block the typer (NotFound for a non-member);
+    nobody in conversations with more than WS_TYPING_MAX_RECIPIENTS other members."""
     members = [str(m) for m in conversation_member_ids(user_id=user_id, conversation_id=conversation_id)
                if str(m) != user_id]
-    if not members:
-        return []
+    if not members or len(members) > settings.WS_TYPING_MAX_RECIPIENTS:
+        return []  # in a crowd "someone is typing" is noise, and a relay to each would be a storm
     blockers = blockers_of(user_id=user_id, candidate_ids=members)
     return [m for m in members if m not in blockers]
 

@@ -334,3 +334,12 @@ async def test_heartbeat_keeps_a_live_socket_online_past_the_ttl(socket, alice, 
     await socket(alice.token)
     await asyncio.sleep(1.6)
     assert await database_sync_to_async(device_ids_online)([alice.device.pk]) == {str(alice.device.pk)}
+
+
+async def test_typing_is_not_relayed_in_a_crowd(socket, alice, bob, carol, settings):
+    settings.WS_TYPING_MAX_RECIPIENTS = 1
+    conversation_id = await group(alice, bob, carol)
+    alice_socket, bob_socket = await live(socket, alice), await live(socket, bob)
+    await alice_socket.send({"type": "typing", "conversation_id": conversation_id, "state": "start"})
+    await bob_socket.nothing_more()
+    await alice_socket.nothing_more()  # no error either
