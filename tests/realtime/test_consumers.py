@@ -329,3 +329,16 @@ async def test_a_channel_message_of_an_unknown_type_is_dropped_not_fatal(socket,
     await get_channel_layer().group_send(user_group(alice.user.pk), {"type": "something.new", "x": 1})
     await client.send({"type": "ping"})
     assert (await client.recv_type("pong"))["type"] == "pong"
+
+
+async def test_database_failure_during_replay_sends_an_error_and_closes_1011(socket, alice, monkeypatch):
+    from django.db import OperationalError
+
+    def broken_read(**kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(consumers, "stream_read", broken_read)
+    client = await socket(alice.token)
+    await client.send({"type": "hello", "cursor": "0"})
+    assert (await client.recv_type("error"))["code"] == "service_unavailable"
+    assert await client.closed_with() == 1011
