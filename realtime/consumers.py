@@ -36,7 +36,7 @@ from core.errors import ApplicationError, ValidationFailed, to_application_error
 from realtime import handlers
 from realtime.frames import FloodGuard, error_frame, event_frame, frame_decode, frame_encode, frame_ref
 from realtime.groups import device_group, user_group
-from realtime.stream import stream_read
+from realtime.stream import cursor_encode, stream_read
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.replay_task: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.typing_sent: dict[str, float] = {}
-        self.ack_pending: str | None = None
+        self.ack_pending: int | None = None
+        self.ack_stored = 0
         self.ack_running = False
         self.closing = False
         self.flood = FloodGuard(rate=settings.WS_FRAME_RATE, burst=settings.WS_FRAME_BURST,
@@ -184,20 +185,36 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def send_error(self, error: ApplicationError, *, ref: str | int | None = None) -> None:
         await self.send_frame(error_frame(error, ref=ref))
 
-    async def ack(self, cursor: str) -> None:
-        """Store the device's cursor; acks arriving while one is stored collapse into the latest."""
-        self.ack_pending = cursor
-        if self.ack_running:
-            return
-        self.ack_running = True
+    def ack(self, position: int) -> None:
+        """Store the device's cursor beside the frame loop. Acks arriving while one is being
+        stored collapse into the highest, so a client acking every event costs one
+        transaction per round trip, not one per frame."""
+        if position <= self.ack_stored:
+            return  # the stored cursor only moves forward anyway
+        if self.ack_pending is None or position > self.ack_pending:
+            self.ack_pending = position
+        if not self.ack_running:
+            self.ack_running = True
+            self.spawn(self._store_acks())
+
+    async def _store_acks(self) -> None:
         try:
             while self.ack_pending is not None:
-                cursor, self.ack_pending = self.ack_pending, None
-                await database_sync_to_async(handlers.device_ack)(user=self.user, device_id=self.device_id,
-                                                                  cursor=cursor)
+                position, self.ack_pending = self.ack_pending, None
+                if position <= self.ack_stored:
+                    continue
+                try:
+                    await database_sync_to_async(handlers.device_ack)(
+                        user=self.user, device_id=self.device_id, cursor=cursor_encode(position))
+                    self.ack_stored = position
+                except Exception as exc:
+                    error = to_application_error(exc)
+                    if error is None:
+                        logger.exception("ack failed")
+                        error = ApplicationError("Internal server error.", code="internal_error", status=500)
+                    await self.send_error(error)
         finally:
             self.ack_running = False
-            self.ack_pending = None
 
     async def relay_to_users(self, user_ids: list[str], message: dict[str, Any]) -> None:
         if user_ids:

@@ -144,9 +144,7 @@ async def handle_hello(consumer: StreamConsumer, frame: dict[str, Any]) -> None:
 
 
 async def handle_ack(consumer: StreamConsumer, frame: dict[str, Any]) -> None:
-    cursor = require_str(frame, "cursor", max_length=32)
-    cursor_decode(cursor)
-    await consumer.ack(cursor)
+    consumer.ack(cursor_decode(require_str(frame, "cursor", max_length=32)))
 
 
 async def handle_message_send(consumer: StreamConsumer, frame: dict[str, Any]) -> None:

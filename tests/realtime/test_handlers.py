@@ -343,3 +343,32 @@ async def test_typing_is_not_relayed_in_a_crowd(socket, alice, bob, carol, setti
     await alice_socket.send({"type": "typing", "conversation_id": conversation_id, "state": "start"})
     await bob_socket.nothing_more()
     await alice_socket.nothing_more()  # no error either
+
+
+async def test_acks_in_quick_succession_collapse_into_the_highest(socket, alice, bob, monkeypatch):
+    conversation_id = await direct(alice, bob)
+    for i in range(20):
+        await database_sync_to_async(messaging_services.message_send)(
+            sender=alice.user, conversation_id=conversation_id, payload=text(str(i)))
+    stored: list[str] = []
+    real = handlers.device_ack
+
+    def recording(**kwargs):
+        stored.append(kwargs["cursor"])
+        real(**kwargs)
+
+    monkeypatch.setattr(handlers, "device_ack", recording)
+    client = await socket(bob.token)
+    await client.send({"type": "hello", "cursor": "0"})
+    events = await client.events(21)
+    cursors = [e["cursor"] for e in events]
+    for cursor in [*cursors[:-3], cursors[-1], cursors[-3], cursors[-2]]:  # the highest is not the last sent
+        await client.send({"type": "ack", "cursor": cursor})
+    await client.send({"type": "ping"})
+    await client.recv_type("pong")
+    await asyncio.sleep(0.3)
+    assert stored[-1] == cursors[-1]
+    assert len(stored) < len(cursors)
+    resumed = await database_sync_to_async(handlers.hello_position)(user_id=str(bob.user.pk),
+                                                                    device_id=str(bob.device.pk), cursor=None)
+    assert resumed == int(cursors[-1])
