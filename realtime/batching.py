@@ -32,8 +32,8 @@ class GroupCommitBatcher:
         self.run = run
         self.max_batch = max(1, max_batch)
         self.queue: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] = asyncio.Queue()
-        # A fresh context so the drain task does not inherit the first caller's
-        # context (and with it that consumer's thread-sensitive executor).
+        # A fresh context: the drain task serves every socket of the process and must
+        # not carry the context variables of whichever consumer happened to create it.
         self.task = asyncio.get_running_loop().create_task(self._drain(), context=contextvars.Context())
         self.batches = 0
 
