@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -25,11 +25,13 @@ from core.errors import ApplicationError, to_application_error
 logger = logging.getLogger(__name__)
 
 BatchFunction = Callable[[list[Any]], Sequence[Any]]
+Hop = Callable[[BatchFunction], Callable[[list[Any]], Awaitable[Sequence[Any]]]]
 
 
 class GroupCommitBatcher:
-    def __init__(self, run: BatchFunction, *, max_batch: int) -> None:
+    def __init__(self, run: BatchFunction, *, max_batch: int, hop: Hop = database_sync_to_async) -> None:
         self.run = run
+        self.hop = hop  # how the sync batch function is run off the loop
         self.max_batch = max(1, max_batch)
         self.queue: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] = asyncio.Queue()
         # A fresh context: the drain task serves every socket of the process and must
@@ -55,7 +57,7 @@ class GroupCommitBatcher:
             if not live:
                 continue
             try:
-                results = list(await database_sync_to_async(self.run)([request for request, _ in live]))
+                results = list(await self.hop(self.run)([request for request, _ in live]))
             except Exception as exc:
                 error = to_application_error(exc)
                 if error is None:

@@ -70,6 +70,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.typing_sent: dict[str, float] = {}
         self.ack_pending: int | None = None
         self.ack_stored = 0
+        self.ack_task: asyncio.Task[None] | None = None
         self.ack_running = False
         self.closing = False
         self.flood = FloodGuard(rate=settings.WS_FRAME_RATE, burst=settings.WS_FRAME_BURST,
@@ -96,8 +97,16 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if self.user_id is None:
             return
         self.closing = True
+        ack_task = self.ack_task
         for task in list(self.tasks):
-            task.cancel()
+            if task is not ack_task:
+                task.cancel()
+        if ack_task is not None and not ack_task.done():
+            # An ack sent just before closing must still move the device's cursor.
+            try:
+                await asyncio.wait_for(asyncio.shield(ack_task), timeout=5)
+            except Exception:
+                logger.warning("storing the last ack on disconnect failed", exc_info=True)
         if self.replay_task is not None:
             self.replay_task.cancel()
         for group in self.my_groups:
@@ -195,7 +204,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self.ack_pending = position
         if not self.ack_running:
             self.ack_running = True
-            self.spawn(self._store_acks())
+            self.ack_task = self.spawn(self._store_acks())
 
     async def _store_acks(self) -> None:
         try:
