@@ -1,8 +1,9 @@
-"""Horizontal scale: two real ASGI server processes share PostgreSQL and Redis.
+"""Horizontal scale: real ASGI server processes (uvicorn) share PostgreSQL and Redis.
 
 A client connected to process A talks to a client connected to process B;
 the only link between the processes is the channel layer (Redis) and the
-database.
+database. A third process is killed with a client connected, who then gets
+what he missed from another process.
 """
 
 from __future__ import annotations
