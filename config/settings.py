@@ -275,6 +275,25 @@ WS_FRAME_BURST = env_int("WS_FRAME_BURST", 100)
 WS_MAX_FRAME_BYTES = 64 * 1024
 
 # (realtime settings)
+# Frames dropped by the flood limit within 10 s before the socket is closed with 4008.
+WS_FLOOD_CLOSE_AFTER = env_int("WS_FLOOD_CLOSE_AFTER", WS_FRAME_BURST)
+# Presence: each socket refreshes its key every WS_HEARTBEAT_SECONDS (and re-checks
+# that its device is still active); a dead server's sockets expire after WS_PRESENCE_TTL.
+WS_HEARTBEAT_SECONDS = env_int("WS_HEARTBEAT_SECONDS", 25)
+WS_PRESENCE_TTL = env_int("WS_PRESENCE_TTL", 60)
+# After hello, send the caller the presence of the peers it may see (at most this many).
+WS_PRESENCE_SNAPSHOT = env_bool("WS_PRESENCE_SNAPSHOT", default=True)
+WS_PRESENCE_SNAPSHOT_MAX = env_int("WS_PRESENCE_SNAPSHOT_MAX", 500)
+# Replay: events per database page; live rings buffered during a replay before
+# the buffer is dropped and the database re-read instead.
+WS_REPLAY_PAGE = env_int("WS_REPLAY_PAGE", 200)
+WS_REPLAY_BUFFER_MAX = env_int("WS_REPLAY_BUFFER_MAX", 2000)
+# Group commit: most message.send frames handled in one transaction per process.
+WS_SEND_BATCH_MAX = env_int("WS_SEND_BATCH_MAX", 64)
+# At most one typing "start" relay per socket and conversation in this many seconds.
+WS_TYPING_THROTTLE_SECONDS = env_int("WS_TYPING_THROTTLE_SECONDS", 2)
+# Typing is not relayed in conversations with more other members than this.
+WS_TYPING_MAX_RECIPIENTS = env_int("WS_TYPING_MAX_RECIPIENTS", 100)
 
 # --- Push ----------------------------------------------------------------------
 

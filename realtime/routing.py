@@ -1,4 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-# The consumer at /ws/v1 lands with the messaging core.
-websocket_urlpatterns: list = []
+from realtime.consumers import StreamConsumer
+from realtime.middleware import TokenAuthMiddleware
+
+websocket_urlpatterns = [
+    path("ws/v1", TokenAuthMiddleware(StreamConsumer.as_asgi())),
+]
