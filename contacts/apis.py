@@ -92,8 +92,17 @@ class ContactListApi(APIView):
         return Response([{"user": public_user_data(user), "mutual": user.mutual} for user in users])
 
 
+class StrictUUIDField(serializers.UUIDField):
+    """Only JSON strings: DRF would otherwise read 5 as UUID(int=5)."""
+
+    def to_internal_value(self, data: object) -> object:
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
 class BlockCreateInput(StrictSerializer):
-    user_id = serializers.UUIDField()
+    user_id = StrictUUIDField()
 
 
 class BlockOutput(serializers.Serializer):
