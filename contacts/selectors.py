@@ -63,7 +63,7 @@ def discoverable_by(*, viewer_id: object) -> Q:
 @dataclass(frozen=True)
 class Match:
     digest: bytes
-    user: User  # unsaved, public fields only
+    user: bulk.PublicUser
     visible: bool  # whether the viewer may be told of it (the link itself is kept either way)
 
 

@@ -17,6 +17,7 @@ from django.utils.module_loading import import_string
 
 from accounts.models import User, Visibility
 from contacts import bulk, events, selectors
+from contacts.bulk import PublicUser
 from contacts.hashing import book_keys, discovery_digest
 from contacts.models import Block, BookEntry, DiscoveryPepper, JoinedNotified, PhoneIndex
 from core import ratelimit
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 SYNC_MODES = ("replace", "add", "remove")
 DAY = 86400
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX_RUN = re.compile(r"[0-9a-f]*")
 _MAX_DETAIL_ERRORS = 20
 
 
@@ -176,7 +178,7 @@ def contacts_user_deleted(*, user_id: object) -> None:
 
 @dataclass
 class SyncResult:
-    matches: list[tuple[str, User]] = field(default_factory=list)
+    matches: list[tuple[str, PublicUser]] = field(default_factory=list)
     stored: int = 0
     new_hashes: int = 0
 
@@ -186,6 +188,11 @@ def _clean_hashes(hashes: object) -> list[str]:
         raise ValidationFailed(details={"hashes": ["Must be a list of hex strings."]})
     if len(hashes) > settings.CONTACTS_MAX_BATCH:
         raise ValidationFailed(details={"hashes": [f"At most {settings.CONTACTS_MAX_BATCH} hashes per request."]})
+    # Fast path: C-level checks over the whole book; the loop below only names the bad items.
+    if all(type(value) is str and len(value) == 64 for value in hashes):
+        lowered = [value.lower() for value in hashes]
+        if _HEX_RUN.fullmatch("".join(lowered)) and len(set(lowered)) == len(lowered):
+            return lowered
     errors: dict[str, list[str]] = {}
     seen: set[str] = set()
     cleaned = []
