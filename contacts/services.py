@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from kombu.exceptions import OperationalError as BrokerError
 
 from accounts.models import User, Visibility
 from contacts import bulk, events, selectors
@@ -155,7 +156,17 @@ def contacts_user_registered(*, user_id: object) -> None:
              for p in peppers],
             ignore_conflicts=True,
         )
-        transaction.on_commit(lambda: notify_contact_joined.delay(str(user.pk)))
+        transaction.on_commit(lambda: _enqueue_joined(notify_contact_joined, user.pk))
+
+
+def _enqueue_joined(task: Any, user_id: object) -> None:
+    # Runs after the signup (or sync) committed: a broker outage must not turn
+    # it into an error. The number is indexed either way; only the
+    # announcement is lost, and it is logged.
+    try:
+        task.delay(str(user_id))
+    except BrokerError:
+        logger.warning("contact.joined not enqueued for a new user", exc_info=True)
 
 
 def contacts_user_deleted(*, user_id: object) -> None:
@@ -307,7 +318,7 @@ def contacts_sync(*, user: User, pepper_id: object, mode: object, hashes: object
             # A "contacts"-only newcomer is announced to owners once their own book holds them.
             from contacts.tasks import notify_contact_joined
 
-            transaction.on_commit(lambda: notify_contact_joined.delay(str(user.pk)))
+            transaction.on_commit(lambda: _enqueue_joined(notify_contact_joined, user.pk))
     return result
 
 
