@@ -25,8 +25,8 @@ from contacts.models import BookEntry, PhoneIndex
 
 # (digest, user id, display_name, about, avatar_url, visible)
 MatchRow = tuple[bytes, UUID, str, str, str, bool]
-# (entry id, key, contact user id or None)
-EntryRow = tuple[int, bytes, UUID | None]
+# (key, contact user id or None)
+EntryRow = tuple[bytes, UUID | None]
 
 
 def _postgres() -> bool:
@@ -86,11 +86,11 @@ def book_entries(*, owner_id: object, keys: Sequence[bytes] | None = None) -> li
     if _postgres():
         with binary_cursor() as cursor:
             if keys is None:
-                cursor.execute("SELECT id, key, contact_user_id FROM contacts_bookentry WHERE owner_id = %b",
+                cursor.execute("SELECT key, contact_user_id FROM contacts_bookentry WHERE owner_id = %b",
                                [_uuid(owner_id)])
             else:
                 cursor.execute(
-                    "SELECT b.id, b.key, b.contact_user_id FROM unnest(%b::bytea[]) AS q(k) "
+                    "SELECT b.key, b.contact_user_id FROM unnest(%b::bytea[]) AS q(k) "
                     "JOIN contacts_bookentry b ON b.owner_id = %b AND b.key = q.k",
                     [sorted(keys), _uuid(owner_id)],
                 )
@@ -99,8 +99,8 @@ def book_entries(*, owner_id: object, keys: Sequence[bytes] | None = None) -> li
         queryset = BookEntry.objects.filter(owner=owner_id)
         if keys is not None:
             queryset = queryset.filter(key__in=list(keys))
-        rows = list(queryset.values_list("id", "key", "contact_user_id"))
-    return [(pk, bytes(key), _uuid(contact) if contact is not None else None) for pk, key, contact in rows]
+        rows = list(queryset.values_list("key", "contact_user_id"))
+    return [(bytes(key), _uuid(contact) if contact is not None else None) for key, contact in rows]
 
 
 def book_insert(*, owner_id: object, rows: Sequence[tuple[bytes, UUID | None]]) -> None:
@@ -122,17 +122,17 @@ def book_insert(*, owner_id: object, rows: Sequence[tuple[bytes, UUID | None]]) 
     )
 
 
-def book_delete(*, owner_id: object, ids: Sequence[int]) -> None:
-    """Delete the owner's entries with these ids."""
-    if not ids:
+def book_delete(*, owner_id: object, keys: Sequence[bytes]) -> None:
+    """Delete the owner's entries with these keys."""
+    if not keys:
         return
     if _postgres():
         with binary_cursor() as cursor:
-            cursor.execute("DELETE FROM contacts_bookentry b USING unnest(%b::bigint[]) AS q(i) "
-                           "WHERE b.id = q.i AND b.owner_id = %b", [sorted(ids), _uuid(owner_id)])
+            cursor.execute("DELETE FROM contacts_bookentry b USING unnest(%b::bytea[]) AS q(k) "
+                           "WHERE b.owner_id = %b AND b.key = q.k", [sorted(keys), _uuid(owner_id)])
         return
-    for start in range(0, len(ids), 500):
-        BookEntry.objects.filter(owner=owner_id, pk__in=ids[start:start + 500]).delete()
+    for start in range(0, len(keys), 500):
+        BookEntry.objects.filter(owner=owner_id, key__in=list(keys[start:start + 500])).delete()
 
 
 @dataclass(frozen=True, slots=True)

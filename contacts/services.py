@@ -262,8 +262,7 @@ def contacts_sync(*, user: User, pepper_id: object, mode: object, hashes: object
         # One sync per user at a time: budgets and `replace` see a stable book.
         User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).first()
         if mode == "remove":
-            removed = bulk.book_entries(owner_id=user.pk, keys=keys)
-            bulk.book_delete(owner_id=user.pk, ids=[pk for pk, _, _ in removed])
+            bulk.book_delete(owner_id=user.pk, keys=keys)
             result.stored = selectors.book_size(owner_id=user.pk)
             return result
 
@@ -273,7 +272,7 @@ def contacts_sync(*, user: User, pepper_id: object, mode: object, hashes: object
         # `replace` reads the whole stored book (it must find what to drop anyway);
         # `add` probes only the uploaded keys.
         stored_rows = bulk.book_entries(owner_id=user.pk, keys=None if mode == "replace" else keys)
-        stored_by_key = {key: contact for _, key, contact in stored_rows}
+        stored_by_key = dict(stored_rows)
         if mode == "replace":
             known_contacts = {contact for contact in stored_by_key.values() if contact is not None}
         else:
@@ -298,7 +297,7 @@ def contacts_sync(*, user: User, pepper_id: object, mode: object, hashes: object
         _check_budget(user_id=user.pk, client_ip=client_ip, cost=result.new_hashes)
         if mode == "replace":
             wanted = set(keys)
-            bulk.book_delete(owner_id=user.pk, ids=[pk for pk, key, _ in stored_rows if key not in wanted])
+            bulk.book_delete(owner_id=user.pk, keys=[key for key in stored_by_key if key not in wanted])
         bulk.book_insert(owner_id=user.pk, rows=new_rows)
         for contact_id, relinked in relink.items():
             BookEntry.objects.filter(owner=user.pk, key__in=relinked).update(contact_user=contact_id)
@@ -344,12 +343,11 @@ def _link_book_entries(*, user: User) -> int:
         return 0
     linked = 0
     for _ in range(100_000):  # bounded: each pass links one batch
-        ids = list(
-            BookEntry.objects.filter(key__in=keys, contact_user__isnull=True).values_list("pk", flat=True)[:5000]
-        )
-        if not ids:
+        unlinked = BookEntry.objects.filter(key__in=keys, contact_user__isnull=True)
+        owners = list(unlinked.values_list("owner_id", flat=True)[:5000])
+        if not owners:
             break
-        linked += BookEntry.objects.filter(pk__in=ids, contact_user__isnull=True).update(contact_user=user.pk)
+        linked += unlinked.filter(owner__in=owners).update(contact_user=user.pk)
     return linked
 
 
