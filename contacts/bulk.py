@@ -108,6 +108,7 @@ def book_insert(*, owner_id: object, rows: Sequence[tuple[bytes, UUID | None]]) 
     if not rows:
         return
     if _postgres():
+        rows = sorted(rows, key=lambda row: row[0])  # in index order: neighbouring keys share leaf pages
         with binary_cursor() as cursor:
             cursor.execute(
                 "INSERT INTO contacts_bookentry (owner_id, key, contact_user_id, created_at) "

@@ -7,9 +7,25 @@ server secret that is not in the database (see docs/contacts.md).
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+
+
+class EqualityIndex(models.Index):
+    """A hash index on PostgreSQL, a btree elsewhere (the embedded SQLite).
+
+    For random 32-byte keys looked up by equality only: a third of a
+    btree's size, so the thousands of scattered inserts of an upload touch
+    fewer pages.
+    """
+
+    def create_sql(self, model: Any, schema_editor: Any, using: str = "", **kwargs: Any) -> Any:
+        if schema_editor.connection.vendor == "postgresql":
+            using = " USING hash"
+        return super().create_sql(model, schema_editor, using=using, **kwargs)
 
 
 class DiscoveryPepper(models.Model):
@@ -83,7 +99,7 @@ class BookEntry(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["key"], name="bookentry_key_idx"),
+            EqualityIndex(fields=["key"], name="bookentry_key_idx"),
             models.Index(fields=["owner", "contact_user"], condition=Q(contact_user__isnull=False),
                          name="bookentry_owner_contact_idx"),
             models.Index(fields=["contact_user", "owner"], condition=Q(contact_user__isnull=False),
