@@ -1,7 +1,7 @@
 """Server time of one address-book sync: a 5,000-hash book against the seeded user base.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/msg_contacts REDIS_URL=redis://127.0.0.1:6379/2 \\
-        .venv/bin/python manage.py contacts_seed --users 1000000
+        .venv/bin/python manage.py contacts_seed --users 1000000 --books 400
     DATABASE_URL=... REDIS_URL=... .venv/bin/python bench/contacts_sync.py --runs 30
 
 Times `contacts.services.contacts_sync` in-process (database and Redis work
@@ -10,7 +10,10 @@ test client (parsing, auth, rendering included), for three cases:
 
 - first upload: `replace` with a book never seen before (5,000 rows written),
 - re-sync: `replace` with the same book again (the everyday case),
-- add: `add` of a fresh 5,000-hash batch onto a book being grown.
+- add: `add` of a fresh 5,000-hash batch onto a book being grown,
+
+and the match query alone (the one indexed statement that finds the
+registered users among the 5,000 hashes).
 
 Each book mixes hits (seeded users) and misses (unregistered numbers).
 It uses its own bench owner users and removes them at the end.
@@ -43,6 +46,7 @@ from accounts.models import User  # noqa: E402
 from accounts.services import device_create, user_delete  # noqa: E402
 from contacts.management.commands.contacts_seed import SEED_NAME, SEED_PREFIX, seed_phone  # noqa: E402
 from contacts.models import BookEntry  # noqa: E402
+from contacts.selectors import index_match  # noqa: E402
 from contacts.services import contacts_sync, pepper_ensure_current  # noqa: E402
 
 
@@ -105,6 +109,13 @@ def main() -> int:
             contacts_sync(user=owner, pepper_id=pepper.pk, mode="replace", hashes=hashes)
             resync.append((time.perf_counter() - started) * 1000)
             matched = len(result.matches)
+        match_only = []
+        for _ in range(args.runs):
+            digests = [bytes.fromhex(h) for h in book()]
+            started = time.perf_counter()
+            index_match(viewer_id=owner.pk, pepper_id=pepper.pk, digests=digests)
+            match_only.append((time.perf_counter() - started) * 1000)
+        report("match query alone", match_only)
         report("service: first upload (replace)", first)
         report("service: re-sync same book", resync)
 
