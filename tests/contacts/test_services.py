@@ -294,3 +294,11 @@ def test_resync_after_rotation_charges_only_numbers_not_already_known_contacts(d
     assert sync(owner.client, fresh, [*friends, stranger], mode="add").status_code == 429
     body = sync(owner.client, fresh, friends, mode="add").json()
     assert len(body["matches"]) == 3 and body["stored"] == 7
+
+
+def test_rotation_is_scheduled_on_celery_beat(settings):
+    from config.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["contacts-rotate-pepper"]
+    assert entry["task"] == "contacts.rotate_pepper" and entry["schedule"] > 0
+    assert {"contacts.rotate_pepper", "contacts.notify_contact_joined"} <= set(app.tasks)
