@@ -259,6 +259,8 @@ CELERY_BEAT_SCHEDULE["contacts-rotate-pepper"] = {
 }
 ACCOUNT_REGISTERED_HOOKS.append("contacts.services.contacts_user_registered")
 ACCOUNT_DELETION_STEPS.append("contacts.services.contacts_user_deleted")
+# A name of its own for the sync `mode` enum, so no other app's "mode" field collides with it.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["ContactsSyncModeEnum"] = "contacts.services.SYNC_MODES"
 
 # --- Messaging ------------------------------------------------------------------
 
