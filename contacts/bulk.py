@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
+import psycopg
 from django.db import connection
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Exists, OuterRef
@@ -33,13 +35,24 @@ def _postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
+class _UnpreparedCursor(psycopg.Cursor):
+    """Server-side binding without psycopg's automatic prepared statements.
+
+    Prepared statements would outlive a migration in a long-running worker
+    and do not survive a transaction-pooling proxy; planning these queries
+    costs well under a millisecond.
+    """
+
+    def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None,
+                binary: bool | None = None) -> Any:
+        return super().execute(query, params, prepare=False, binary=binary)
+
+
 @contextmanager
 def binary_cursor() -> Iterator[CursorWrapper]:
     """A server-side-binding cursor on Django's own connection (same transaction, same query logging)."""
-    import psycopg
-
     connection.ensure_connection()
-    raw = psycopg.Cursor(connection.connection)
+    raw = _UnpreparedCursor(connection.connection)
     wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
     with wrapper(raw, connection) as cursor:
         yield cursor
