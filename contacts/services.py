@@ -52,7 +52,7 @@ def pepper_index_build(*, pepper: DiscoveryPepper, batch_size: int | None = None
     total = 0
     last_id = None
     users = User.objects.filter(is_active=True, phone__isnull=False).order_by("pk")
-    while True:
+    for _ in range(1_000_000):  # bounded: one batch per pass, keyset-paged by id
         page = users if last_id is None else users.filter(pk__gt=last_id)
         batch = list(page.values_list("pk", "phone")[:size])
         if not batch:
