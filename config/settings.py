@@ -244,6 +244,36 @@ ACCOUNT_DELETION_STEPS: list[str] = []
 # --- Contacts ---------------------------------------------------------------------
 
 # (contacts settings)
+# Discovery pepper: rotated every N days by the beat task; the previous one stays
+# accepted for uploads during the grace period, then answers 409 stale_pepper.
+CONTACTS_PEPPER_ROTATION_DAYS = env_int("CONTACTS_PEPPER_ROTATION_DAYS", 30)
+CONTACTS_PEPPER_GRACE_DAYS = env_int("CONTACTS_PEPPER_GRACE_DAYS", 7)
+# Users per batch when a new pepper's index of registered numbers is built.
+CONTACTS_INDEX_BATCH = env_int("CONTACTS_INDEX_BATCH", 10000)
+# Hashes per sync request, and numbers one stored address book may hold.
+CONTACTS_MAX_BATCH = env_int("CONTACTS_MAX_BATCH", 5000)
+CONTACTS_MAX_BOOK_SIZE = env_int("CONTACTS_MAX_BOOK_SIZE", 50000)
+# Stored books are keyed under this secret (never the pepper); empty = derived from SECRET_KEY.
+CONTACTS_BOOK_SECRET = env_str("CONTACTS_BOOK_SECRET")
+# Anti-enumeration: never-before-seen hashes per UTC day, per user and per client IP,
+# and sync requests per IP per hour. Re-syncing a stored book costs nothing.
+CONTACTS_DAILY_NEW_HASHES = env_int("CONTACTS_DAILY_NEW_HASHES", 10000)
+CONTACTS_DAILY_NEW_HASHES_PER_IP = env_int("CONTACTS_DAILY_NEW_HASHES_PER_IP", 50000)
+CONTACTS_SYNC_LIMIT_PER_IP = (env_int("CONTACTS_SYNC_LIMIT_PER_IP", 600), 3600)
+# contact.joined: owners per batch (one transaction each), and how long after signup
+# a "contacts"-only user is still announced to owners once their own book holds them.
+CONTACTS_JOINED_BATCH = env_int("CONTACTS_JOINED_BATCH", 500)
+CONTACTS_JOINED_ANNOUNCE_DAYS = env_int("CONTACTS_JOINED_ANNOUNCE_DAYS", 30)
+# Dotted path of the push for contact.joined (notifications.services.push_notify); empty = no push.
+CONTACT_JOINED_PUSH = env_str("CONTACT_JOINED_PUSH", "")
+CELERY_BEAT_SCHEDULE["contacts-rotate-pepper"] = {
+    "task": "contacts.rotate_pepper",
+    "schedule": env_int("CONTACTS_ROTATION_CHECK_SECONDS", 3600),
+}
+ACCOUNT_REGISTERED_HOOKS.append("contacts.services.contacts_user_registered")
+ACCOUNT_DELETION_STEPS.append("contacts.services.contacts_user_deleted")
+# A name of its own for the sync `mode` enum, so no other app's "mode" field collides with it.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["ContactsSyncModeEnum"] = "contacts.services.SYNC_MODES"
 
 # --- Messaging ------------------------------------------------------------------
 
