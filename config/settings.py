@@ -265,7 +265,7 @@ CONTACTS_SYNC_LIMIT_PER_IP = (env_int("CONTACTS_SYNC_LIMIT_PER_IP", 600), 3600)
 CONTACTS_JOINED_BATCH = env_int("CONTACTS_JOINED_BATCH", 500)
 CONTACTS_JOINED_ANNOUNCE_DAYS = env_int("CONTACTS_JOINED_ANNOUNCE_DAYS", 30)
 # Dotted path of the push for contact.joined (notifications.services.push_notify); empty = no push.
-CONTACT_JOINED_PUSH = env_str("CONTACT_JOINED_PUSH", "")
+CONTACT_JOINED_PUSH = "notifications.services.push_notify"
 CELERY_BEAT_SCHEDULE["contacts-rotate-pepper"] = {
     "task": "contacts.rotate_pepper",
     "schedule": env_int("CONTACTS_ROTATION_CHECK_SECONDS", 3600),
@@ -290,7 +290,7 @@ MESSAGING_GROUP_MAX_MEMBERS = env_int("MESSAGING_GROUP_MAX_MEMBERS", 1000)
 MESSAGING_BROADCAST_MAX_MEMBERS = env_int("MESSAGING_BROADCAST_MAX_MEMBERS", 100000)
 # Dotted path called inside the send transaction for each recipient of a new
 # message (notifications.services.push_notify once the push branch is merged).
-MESSAGING_PUSH_NOTIFY = env_str("MESSAGING_PUSH_NOTIFY", "")
+MESSAGING_PUSH_NOTIFY = "notifications.services.push_notify"
 CELERY_BEAT_SCHEDULE["messaging-fanout-sweep"] = {"task": "messaging.fanout_sweep", "schedule": 60.0}
 ACCOUNT_DELETION_STEPS.append("messaging.services.user_messages_erase")
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
@@ -351,7 +351,7 @@ PUSH_SWEEP_GRACE_SECONDS = env_int("PUSH_SWEEP_GRACE_SECONDS", 60)
 PUSH_DELIVERY_RETENTION_DAYS = env_int("PUSH_DELIVERY_RETENTION_DAYS", 7)
 # Dotted path called as counter(user_id=...) -> int for the badge; empty means 0.
 # Set to "messaging.selectors.unread_total" once messaging is merged.
-PUSH_BADGE_COUNTER = env_str("PUSH_BADGE_COUNTER", "")
+PUSH_BADGE_COUNTER = "messaging.selectors.unread_total"
 # FCM HTTP v1: a service account's JSON (inline or a file path). The token URI comes from it.
 PUSH_FCM_CREDENTIALS_FILE = env_str("PUSH_FCM_CREDENTIALS_FILE")
 PUSH_FCM_CREDENTIALS_JSON = env_str("PUSH_FCM_CREDENTIALS_JSON")
@@ -417,7 +417,7 @@ MEDIA_IMAGE_MAX_FRAMES = env_int("MEDIA_IMAGE_MAX_FRAMES", 300)
 MEDIA_THUMBNAIL_SIZE = env_int("MEDIA_THUMBNAIL_SIZE", 320)
 # Who besides the uploader may read an attachment: dotted path called as
 # check(user_id=..., attachment_id=...) -> bool. Empty: the uploader only.
-MEDIA_ACCESS_CHECK = env_str("MEDIA_ACCESS_CHECK")
+MEDIA_ACCESS_CHECK = "messaging.selectors.user_can_see_attachment"
 # Uploads never sent in a message are deleted after this many seconds.
 MEDIA_UNREFERENCED_TTL = timedelta(seconds=env_int("MEDIA_UNREFERENCED_TTL", 24 * 3600))
 MEDIA_UPLOAD_LIMIT = (env_int("MEDIA_UPLOAD_LIMIT_PER_HOUR", 300), 3600)

@@ -31,6 +31,7 @@ from accounts.models import Device
 from notifications.backends import get_push_backend
 from notifications.models import OPEN_STATUSES, DeliveryStatus, PushDelivery
 from notifications.providers.base import Failed, Outcome, PushMessage, Retry, Sent, TokenGone
+from realtime.presence import device_ids_online
 
 logger = logging.getLogger(__name__)
 
@@ -95,18 +96,7 @@ def _enqueue_fanout(kwargs: dict[str, Any]) -> None:
 
 
 def _online_device_ids(device_ids: Iterable[object]) -> set[str]:
-    """MERGE SEAM: the devices with a live socket, from `realtime.presence.device_ids_online`.
-
-    Until the realtime branch (which owns presence) is merged, that module
-    does not exist and every device counts as offline. At merge this becomes a
-    plain call to `device_ids_online`.
-    """
-    try:
-        from realtime.presence import device_ids_online  # type: ignore[import-not-found]
-    except ModuleNotFoundError as exc:
-        if exc.name != "realtime.presence":
-            raise
-        return set()
+    """The devices with a live socket (presence kept by the socket layer, with expiry)."""
     return {str(device_id) for device_id in device_ids_online([str(d) for d in device_ids])}
 
 

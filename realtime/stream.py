@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from core.errors import ValidationFailed
 from core.serializers import timestamp
-from realtime.groups import group_send_now, user_group
+from realtime.groups import group_send_many_now, user_group
 from realtime.models import Event
 
 MAX_CURSOR_LENGTH = 20
@@ -115,8 +115,10 @@ def stream_append(events: Iterable[PendingEvent]) -> list[Event]:
 
 
 def _ring(by_user: dict[str, list[dict[str, Any]]]) -> None:
-    for user_id, public_events in by_user.items():
-        group_send_now(user_group(user_id), {"type": "stream.events", "events": public_events})
+    group_send_many_now([
+        (user_group(user_id), {"type": "stream.events", "events": public_events})
+        for user_id, public_events in by_user.items()
+    ])
 
 
 def stream_read(*, user_id: UUID | str, after: int, limit: int) -> tuple[list[dict[str, Any]], bool]:

@@ -59,12 +59,9 @@ def pushes(settings: Any) -> list[dict[str, Any]]:
 
 
 def an_attachment(owner: SignedInDevice, kind: str = "image") -> str:
-    """An attachment id `owner` may send: a stored upload once the media app is
-    merged, a bare id before (messaging stores the id as given until then)."""
-    try:
-        from media.models import Attachment
-    except ImportError:
-        return str(uuid.uuid4())
+    """An attachment id `owner` may send (a stored upload row)."""
+    from media.models import Attachment
+
     return str(Attachment.objects.create(
         uploader=owner.user, kind=kind, content_type="application/octet-stream", size=1,
         storage_name=f"tests/{uuid.uuid4()}", sha256="0" * 64,

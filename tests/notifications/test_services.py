@@ -415,21 +415,14 @@ def test_embedded_eager_mode_leaves_a_retry_to_the_sweep(phone, real_fcm, django
 # --- Presence seam and query cost ----------------------------------------------------------
 
 
-def test_presence_seam_counts_every_device_offline_while_realtime_presence_is_missing(monkeypatch):
-    import sys
+def test_online_devices_come_from_realtime_presence(alice):
+    from realtime.presence import device_offline, device_online
 
-    monkeypatch.setitem(sys.modules, "realtime.presence", None)  # import now fails as if absent
-    assert services._online_device_ids(["d-1", "d-2"]) == set()
-
-
-def test_presence_seam_asks_realtime_presence_when_it_exists(monkeypatch):
-    import sys
-    import types
-
-    fake = types.ModuleType("realtime.presence")
-    fake.device_ids_online = lambda ids: {i for i in ids if i == "d-2"}
-    monkeypatch.setitem(sys.modules, "realtime.presence", fake)
-    assert services._online_device_ids(["d-1", "d-2"]) == {"d-2"}
+    tablet = alice.another_device()
+    device_online(user_id=alice.user.pk, device_id=tablet.device.pk)
+    assert services._online_device_ids([alice.device.pk, tablet.device.pk]) == {str(tablet.device.pk)}
+    device_offline(user_id=alice.user.pk, device_id=tablet.device.pk)
+    assert services._online_device_ids([alice.device.pk, tablet.device.pk]) == set()
 
 
 @pytest.mark.django_db
