@@ -46,3 +46,7 @@ stack: $(STAMP) check-services
 
 clean:
 	rm -rf $(VENV) var db.sqlite3
+
+# Benchmarks against the real stack (PostgreSQL and Redis as for the tests); see README "Benchmarks".
+bench: $(STAMP) check-services
+	$(PY) -m bench.run $(BENCH_ARGS)

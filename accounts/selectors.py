@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
 from accounts.models import Device, User, Visibility
 from core.crypto import token_digest
@@ -26,6 +26,17 @@ def device_get_by_token(*, token: str) -> Device | None:
 
 def device_is_active(*, device_id: object) -> bool:
     return Device.objects.filter(pk=device_id, revoked_at__isnull=True, user__is_active=True).exists()
+
+
+def has_push_device(user_field: str = "user_id") -> Exists:
+    """An expression: the user in `user_field` has an active device with a push token.
+
+    Senders annotate recipients with it in the query they already make, so users
+    who could never get a push (web or desktop only) cost no push task.
+    """
+    return Exists(
+        Device.objects.filter(user_id=OuterRef(user_field), revoked_at__isnull=True).exclude(push_token="")
+    )
 
 
 def device_list(*, user: User) -> QuerySet[Device]:

@@ -278,6 +278,41 @@ async def catchup(spec: dict[str, Any]) -> dict[str, Any]:
     return {"events": expected, "ms": percentiles(rounds)}
 
 
+# --- 7. signup ---------------------------------------------------------------------------------------
+
+
+async def signup(spec: dict[str, Any]) -> dict[str, Any]:
+    """OTP request + verify for fresh test numbers, `concurrency` at a time: completed signups per second."""
+    import httpx
+
+    bases, prefix, seconds = spec["bases"], spec["prefix"], spec["seconds"]
+    counter = itertools.count()
+    done = failed = 0
+    stop = asyncio.Event()
+
+    async def worker(index: int) -> None:
+        nonlocal done, failed
+        async with httpx.AsyncClient(base_url=bases[index % len(bases)], timeout=30) as http:
+            while not stop.is_set():
+                phone = f"{prefix}{next(counter):06d}"
+                requested = await http.post("/api/v1/auth/otp/request", json={"phone": phone})
+                verified = await http.post("/api/v1/auth/otp/verify", json={
+                    "phone": phone, "code": "000000", "device": {"name": "bench", "platform": "android"}})
+                if requested.status_code == 202 and verified.status_code == 200:
+                    done += 1
+                else:
+                    failed += 1
+
+    workers = [asyncio.create_task(worker(i)) for i in range(spec.get("concurrency", 16))]
+    await asyncio.sleep(1)
+    start_done, started = done, time.perf_counter()
+    await asyncio.sleep(seconds)
+    per_s = (done - start_done) / (time.perf_counter() - started)
+    stop.set()
+    await asyncio.gather(*workers, return_exceptions=True)
+    return {"per_s": per_s, "failed": failed}
+
+
 async def close_all(sockets: list[websockets.ClientConnection]) -> None:
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
 
@@ -288,6 +323,7 @@ SCENARIOS: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
     "idle": idle,
     "fanout": fanout,
     "catchup": catchup,
+    "signup": signup,
 }
 
 

@@ -155,5 +155,18 @@ def blockers_of(*, user_id: object, candidate_ids: Iterable[object]) -> set[str]
     }
 
 
+def blockers_of_many(*, user_ids: Iterable[object], candidate_ids: Iterable[object]) -> dict[str, set[str]]:
+    """For each of `user_ids`, the ids among `candidate_ids` that have blocked it (one query for all)."""
+    users, candidates = _ids(user_ids), _ids(candidate_ids)
+    found: dict[str, set[str]] = {user: set() for user in users}
+    if not users or not candidates:
+        return found
+    for blocker, blocked in Block.objects.filter(blocked__in=users, blocker__in=candidates).values_list(
+        "blocker_id", "blocked_id"
+    ):
+        found[str(blocked)].add(str(blocker))
+    return found
+
+
 def block_list(*, blocker_id: object) -> QuerySet[Block]:
     return Block.objects.filter(blocker=blocker_id).select_related("blocked").order_by("-created_at", "-pk")

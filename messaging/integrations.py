@@ -26,6 +26,11 @@ def blockers_of(*, user_id: object, candidate_ids: Iterable[object]) -> set[str]
     return {str(x) for x in contacts_selectors.blockers_of(user_id=user_id, candidate_ids=candidates)}
 
 
+def blockers_of_many(*, user_ids: Iterable[object], candidate_ids: Iterable[object]) -> dict[str, set[str]]:
+    """For each of user_ids, the ids among candidate_ids that blocked it (one query for all)."""
+    return contacts_selectors.blockers_of_many(user_ids=user_ids, candidate_ids=candidate_ids)
+
+
 def blocked_either_way(*, user_id: object, other_ids: Iterable[object]) -> set[str]:
     """Ids among other_ids that user blocked or that blocked user (one query)."""
     others = [str(o) for o in other_ids if str(o) != str(user_id)]

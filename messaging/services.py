@@ -24,6 +24,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.selectors import has_push_device
 from core.errors import ApplicationError, Conflict, Forbidden, NotFound, ValidationFailed
 from core.serializers import timestamp
 from messaging import events, integrations
@@ -238,13 +239,15 @@ def _insert_messages(items: list[_Send]) -> None:
         by_conversation[item.membership.conversation_id].append(item)
     now = timezone.now()
     messages = []
-    for conversation_id in sorted(by_conversation, key=str):  # one lock order for every batch
+    message_ids = {cid: [uuid.uuid4() for _ in group] for cid, group in by_conversation.items()}
+    last_seqs = _allocate_seqs(
+        {cid: (len(group), message_ids[cid][-1]) for cid, group in by_conversation.items()}, now=now
+    )
+    for conversation_id in sorted(by_conversation, key=str):
         group = by_conversation[conversation_id]
-        message_ids = [uuid.uuid4() for _ in group]
-        last_seq = _allocate_seqs(conversation_id=conversation_id, count=len(group),
-                                  last_message_id=message_ids[-1], now=now)
+        last_seq = last_seqs[conversation_id]
         first_seq = last_seq - len(group) + 1
-        for offset, (item, message_id) in enumerate(zip(group, message_ids, strict=True)):
+        for offset, (item, message_id) in enumerate(zip(group, message_ids[conversation_id], strict=True)):
             data = item.data
             item.message = Message(
                 id=message_id, conversation_id=conversation_id, seq=first_seq + offset,
@@ -258,9 +261,30 @@ def _insert_messages(items: list[_Send]) -> None:
     Message.objects.bulk_create(messages)
 
 
-def _allocate_seqs(*, conversation_id: uuid.UUID, count: int, last_message_id: uuid.UUID, now: datetime) -> int:
-    """Reserve `count` seqs; returns the new last_seq. Holds the conversation row
-    lock until commit, so seqs commit in order and without gaps."""
+def _allocate_seqs(counts: dict[uuid.UUID, tuple[int, uuid.UUID]], *, now: datetime) -> dict[uuid.UUID, int]:
+    """Reserve seqs for several conversations: {id: (count, last message id)} -> {id: new last_seq}.
+
+    Holds each conversation's row lock until commit, so seqs commit in order and
+    without gaps. The locks are taken in id order first, so concurrent batches
+    over overlapping conversations cannot deadlock; then one UPDATE moves them all.
+    """
+    if connection.vendor != "postgresql" or len(counts) == 1:  # one row: its UPDATE is the lock
+        return {cid: _allocate_seqs_one(cid, count, last_id, now) for cid, (count, last_id) in sorted(
+            counts.items(), key=lambda item: str(item[0]))}
+    ids = sorted(counts, key=str)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM messaging_conversation WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [ids])
+        cursor.fetchall()
+        cursor.execute(
+            "UPDATE messaging_conversation AS c SET last_seq = c.last_seq + v.n, updated_at = %s, "
+            "last_message_id = v.last_id FROM unnest(%s::uuid[], %s::int[], %s::uuid[]) AS v(id, n, last_id) "
+            "WHERE c.id = v.id RETURNING c.id, c.last_seq",
+            [now, ids, [counts[cid][0] for cid in ids], [counts[cid][1] for cid in ids]],
+        )
+        return {uuid.UUID(str(cid)): last_seq for cid, last_seq in cursor.fetchall()}
+
+
+def _allocate_seqs_one(conversation_id: uuid.UUID, count: int, last_message_id: uuid.UUID, now: datetime) -> int:
     pk_field = Conversation._meta.pk
     params = [
         count,
@@ -285,15 +309,19 @@ def _emit_new_messages(sent: list[tuple[Message, dict[str, Any]]]) -> None:
     messages = [message for message, _ in sent]
     small_ids = {m.conversation_id for m in messages if is_inline(m.conversation)}
     members: dict[uuid.UUID, list[tuple[str, datetime | None]]] = defaultdict(list)
+    pushable: set[str] = set()
     if small_ids:
-        for cid, user_id, muted_until in Membership.objects.filter(
+        for cid, user_id, muted_until, has_push in Membership.objects.filter(
             conversation_id__in=small_ids, left_at__isnull=True
-        ).values_list("conversation_id", "user_id", "muted_until"):
+        ).annotate(has_push=has_push_device()).values_list("conversation_id", "user_id", "muted_until", "has_push"):
             members[cid].append((str(user_id), muted_until))
-    blockers: dict[str, set[str]] = {}
-    for sender_id in {str(m.sender_id) for m in messages if m.conversation_id in small_ids}:
-        candidates = {u for m in messages if str(m.sender_id) == sender_id for u, _ in members[m.conversation_id]}
-        blockers[sender_id] = integrations.blockers_of(user_id=sender_id, candidate_ids=candidates)
+            if has_push:
+                pushable.add(str(user_id))
+    # One query for every sender of the batch: who among the recipients blocked whom.
+    blockers = integrations.blockers_of_many(
+        user_ids={str(m.sender_id) for m in messages if m.conversation_id in small_ids},
+        candidate_ids={u for rows in members.values() for u, _ in rows},
+    )
     pending: list[PendingEvent] = []
     hidden: list[MessageHidden] = []
     jobs: list[FanoutJob] = []
@@ -314,7 +342,7 @@ def _emit_new_messages(sent: list[tuple[Message, dict[str, Any]]]) -> None:
                 hidden.append(MessageHidden(message=message, user_id=user_id))
                 continue
             pending.append(PendingEvent(user_id, events.MESSAGE_NEW, events.message_new(public)))
-            if user_id != sender_id:
+            if user_id != sender_id and user_id in pushable:
                 recipients.append((user_id, muted_until))
         _push_new_message(message, recipients)
     if hidden:
@@ -398,12 +426,13 @@ def _fanout_batch(job: FanoutJob, batch_size: int) -> int:
                                    joined_at__lte=job.cutoff).exclude(user_id__in=job.exclude_user_ids)
     if job.after_user_id:
         qs = qs.filter(user_id__gt=job.after_user_id)
-    rows = list(qs.order_by("user_id").values_list("user_id", "muted_until")[:batch_size])
+    rows = list(qs.order_by("user_id").annotate(has_push=has_push_device())
+                .values_list("user_id", "muted_until", "has_push")[:batch_size])
     if not rows:
         job.finished_at = timezone.now()
         job.save(update_fields=["finished_at"])
         return 0
-    user_ids = [str(u) for u, _ in rows]
+    user_ids = [str(u) for u, _, _ in rows]
     skip: set[str] = set()
     if job.message_id:
         if job.event_type == events.MESSAGE_NEW:
@@ -412,10 +441,10 @@ def _fanout_batch(job: FanoutJob, batch_size: int) -> int:
                                               ignore_conflicts=True)
         skip |= {str(u) for u in MessageHidden.objects.filter(message_id=job.message_id, user_id__in=user_ids)
                  .values_list("user_id", flat=True)}
-    recipients = [(str(u), muted) for u, muted in rows if str(u) not in skip]
-    stream_append([PendingEvent(u, job.event_type, job.data) for u, _ in recipients])
+    recipients = [(str(u), muted, has_push) for u, muted, has_push in rows if str(u) not in skip]
+    stream_append([PendingEvent(u, job.event_type, job.data) for u, _, _ in recipients])
     if job.event_type == events.MESSAGE_NEW and job.message_id:
-        _push_new_message(job.message, recipients)
+        _push_new_message(job.message, [(u, muted) for u, muted, has_push in recipients if has_push])
     job.after_user_id = rows[-1][0]
     job.save(update_fields=["after_user_id"])
     return len(recipients)

@@ -38,18 +38,17 @@ def group_send_now(group: str, message: dict[str, Any]) -> None:
 
 
 def group_send_many_now(messages: list[tuple[str, dict[str, Any]]]) -> None:
-    """Ring many groups with one hop onto the event loop, the sends in flight together.
-
-    For fan-out after a group commit: N sequential `group_send_now` calls cost N
-    loop hops and N serial Redis round-trip chains; this costs one hop and
-    overlaps the round trips on the layer's connection pool. Best effort, like
-    `group_send_now`: one failed group does not stop the others.
-    """
+    """Ring many groups with one hop onto the event loop, as one pipelined round trip
+    where the layer can (realtime.layers), else with the sends in flight together.
+    Best effort, like `group_send_now`."""
     layer = get_channel_layer()
     if layer is None or not messages:
         return
 
     async def send_all() -> list[Any]:
+        if hasattr(layer, "group_send_many"):
+            await layer.group_send_many(messages)
+            return []
         return await asyncio.gather(*(layer.group_send(group, message) for group, message in messages),
                                     return_exceptions=True)
 

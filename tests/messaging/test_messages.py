@@ -175,6 +175,13 @@ def test_one_to_one_send_costs_a_small_constant_number_of_queries(alice, bob, di
                               payload={"client_id": cid(), "type": "text", "text": "measured"})
 
 
+def test_recipients_without_a_push_capable_device_cost_no_push_task(alice, bob, carol, pushes):
+    bob.client.put("/api/v1/devices/current/push", {"provider": "apns", "token": "bob"}, format="json")
+    group = new_group(alice, bob, carol)  # carol signs in from the web only: no push token
+    send_text(alice, group, "ping")
+    assert [p["user_id"] for p in pushes] == [str(bob.user.pk)]
+
+
 # --- Concurrency -----------------------------------------------------------------------------------
 
 
@@ -248,14 +255,11 @@ def test_send_emits_message_new_to_every_member_including_the_sender(alice, bob,
 
 
 @pytest.mark.django_db
-def test_message_from_a_blocked_sender_never_reaches_the_blocker(alice, bob, monkeypatch):
-    import contacts.selectors
+def test_message_from_a_blocked_sender_never_reaches_the_blocker(alice, bob):
+    from contacts.services import block_create
 
-    def blockers_of(*, user_id, candidate_ids):
-        return {str(bob.user.pk)} if str(user_id) == str(alice.user.pk) else set()
-
-    monkeypatch.setattr(contacts.selectors, "blockers_of", blockers_of, raising=False)
     direct = new_direct(alice, bob)
+    block_create(blocker=bob.user, blocked_id=alice.user.pk)
     response = send_text(alice, direct, "are you there?")
     assert response.status_code == 201  # the sender learns nothing of the block
     assert len(stream_events(alice, "message.new")) == 1
@@ -420,6 +424,9 @@ def test_batch_send_accepts_plain_mappings(alice, direct):
 
 @pytest.mark.django_db
 def test_new_message_asks_for_a_push_to_each_recipient(alice, bob, carol, pushes):
+    for person in (alice, bob, carol):
+        person.client.put("/api/v1/devices/current/push", {"provider": "fcm", "token": f"t-{person.user.pk}"},
+                          format="json")
     group = new_group(alice, bob, carol)
     services.conversation_mute(user=carol.user, conversation_id=group,
                                until=timezone.now() + timedelta(hours=1))
@@ -468,7 +475,7 @@ def test_a_send_that_fails_mid_way_leaves_no_message_no_event_and_no_seq_gap(ali
     def explode(**kwargs):
         raise RuntimeError("crash between the insert and the events")
 
-    monkeypatch.setattr(integrations, "blockers_of", explode)
+    monkeypatch.setattr(integrations, "blockers_of_many", explode)
     with pytest.raises(RuntimeError):
         services.message_send(sender=alice.user, conversation_id=direct,
                               payload={"client_id": cid(), "type": "text", "text": "lost"})
@@ -481,17 +488,19 @@ def test_a_send_that_fails_mid_way_leaves_no_message_no_event_and_no_seq_gap(ali
 
 
 @pytest.mark.django_db(transaction=True)
-def test_send_rings_the_recipients_sockets_after_commit(alice, bob):
-    from asgiref.sync import async_to_sync
+async def test_send_rings_the_recipients_sockets_after_commit(alice, bob):
+    import asyncio
+
+    from asgiref.sync import sync_to_async
     from channels.layers import get_channel_layer
 
     from realtime.groups import user_group
 
-    direct = new_direct(alice, bob)
+    direct = await sync_to_async(new_direct)(alice, bob)
     layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(user_group(bob.user.pk), channel)
-    message = send_text(alice, direct, "ding").json()
-    ring = async_to_sync(layer.receive)(channel)
+    channel = await layer.new_channel()
+    await layer.group_add(user_group(bob.user.pk), channel)
+    message = (await sync_to_async(send_text)(alice, direct, "ding")).json()
+    ring = await asyncio.wait_for(layer.receive(channel), timeout=5)
     assert ring["type"] == "stream.events"
     assert [(e["type"], e["data"]) for e in ring["events"]] == [("message.new", message)]

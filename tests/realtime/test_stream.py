@@ -1,7 +1,8 @@
+import asyncio
 import threading
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection, transaction
 
@@ -76,11 +77,11 @@ def test_concurrent_appends_stay_gapless_and_unique(alice, bob):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_append_rings_the_users_socket_group_after_commit(alice):
+async def test_append_rings_the_users_socket_group_after_commit(alice):
     layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(user_group(alice.user.pk), channel)
-    stream_append([PendingEvent(alice.user.pk, "message.new", {"x": 1})])
-    message = async_to_sync(layer.receive)(channel)
+    channel = await layer.new_channel()
+    await layer.group_add(user_group(alice.user.pk), channel)
+    await sync_to_async(stream_append)([PendingEvent(alice.user.pk, "message.new", {"x": 1})])
+    message = await asyncio.wait_for(layer.receive(channel), timeout=5)
     assert message["type"] == "stream.events"
     assert [(e["position"], e["type"], e["data"]) for e in message["events"]] == [(1, "message.new", {"x": 1})]
