@@ -86,6 +86,7 @@ async def throughput(spec: dict[str, Any]) -> dict[str, Any]:
     receivers = await connect_all([(urls[(i + 1) % len(urls)], p["receiver"]) for i, p in enumerate(pairs)])
     for ws in (*senders, *receivers):
         await hello(ws)
+    await settle([*senders, *receivers])
     counting = False
     acked = delivered = errors = 0
     stop = asyncio.Event()
@@ -151,12 +152,13 @@ async def throughput(spec: dict[str, Any]) -> dict[str, Any]:
 
 async def latency(spec: dict[str, Any]) -> dict[str, Any]:
     """A fixed offered rate spread over the pairs; send-to-receive time from a stamp in the text."""
-    rate, seconds, warmup = spec["rate"], spec["seconds"], spec.get("warmup", 2)
+    rate, seconds, warmup = spec["rate"], spec["seconds"], spec.get("warmup", 3)
     urls, pairs = spec["urls"], spec["pairs"]
     senders = await connect_all([(urls[i % len(urls)], p["sender"]) for i, p in enumerate(pairs)])
     receivers = await connect_all([(urls[(i + 1) % len(urls)], p["receiver"]) for i, p in enumerate(pairs)])
     for ws in (*senders, *receivers):
         await hello(ws)
+    await settle([*senders, *receivers])
     samples: list[float] = []
     recording = False
     stop = asyncio.Event()
@@ -311,6 +313,19 @@ async def signup(spec: dict[str, Any]) -> dict[str, Any]:
     stop.set()
     await asyncio.gather(*workers, return_exceptions=True)
     return {"per_s": per_s, "failed": failed}
+
+
+async def settle(sockets: list[websockets.ClientConnection], timeout: float = 60) -> None:
+    """Wait until every socket answered a ping: the server has finished its connect-time
+    work (presence, replay), so what follows measures the steady state."""
+
+    async def one(ws: websockets.ClientConnection) -> None:
+        await ws.send('{"type":"ping"}')
+        async for raw in ws:
+            if orjson.loads(raw).get("type") == "pong":
+                return
+
+    await asyncio.wait_for(asyncio.gather(*(one(ws) for ws in sockets)), timeout=timeout)
 
 
 async def close_all(sockets: list[websockets.ClientConnection]) -> None:
