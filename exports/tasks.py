@@ -27,17 +27,17 @@ def build_export(self, export_id: str) -> str:
     return outcome.value
 
 
-@shared_task(name="exports.expire", acks_late=True, time_limit=600)
+@shared_task(name="exports.expire", acks_late=True, time_limit=600, soft_time_limit=540)
 def expire_exports() -> int:
     return services.export_expire_due()
 
 
-@shared_task(name="exports.recover", acks_late=True, time_limit=120)
+@shared_task(name="exports.recover", acks_late=True, time_limit=120, soft_time_limit=100)
 def recover_exports() -> int:
     return services.export_recover_stuck()
 
 
-@shared_task(name="exports.announce_due", acks_late=True, time_limit=60)
+@shared_task(name="exports.announce_due", acks_late=True, time_limit=60, soft_time_limit=50)
 def announce_due() -> int | None:
     return services.sunset_dispatch_due()
 
@@ -51,6 +51,7 @@ def announce_due() -> int | None:
     retry_jitter=True,
     max_retries=8,
     time_limit=300,
+    soft_time_limit=240,
 )
 def announce_batch(sunset_id: int, after_user_id: str | None) -> str | None:
     """Tell one batch of users, then enqueue the next batch (a chain: each link is idempotent)."""
