@@ -232,10 +232,53 @@ ACCOUNT_DELETION_STEPS: list[str] = []
 # --- Contacts ---------------------------------------------------------------------
 
 # (contacts settings)
+# Discovery pepper: rotated every N days by the beat task; the previous one stays
+# accepted for uploads during the grace period, then answers 409 stale_pepper.
+CONTACTS_PEPPER_ROTATION_DAYS = env_int("CONTACTS_PEPPER_ROTATION_DAYS", 30)
+CONTACTS_PEPPER_GRACE_DAYS = env_int("CONTACTS_PEPPER_GRACE_DAYS", 7)
+# Users per batch when a new pepper's index of registered numbers is built.
+CONTACTS_INDEX_BATCH = env_int("CONTACTS_INDEX_BATCH", 10000)
+# Hashes per sync request, and numbers one stored address book may hold.
+CONTACTS_MAX_BATCH = env_int("CONTACTS_MAX_BATCH", 5000)
+CONTACTS_MAX_BOOK_SIZE = env_int("CONTACTS_MAX_BOOK_SIZE", 50000)
+# Stored books are keyed under this secret (never the pepper); empty = derived from SECRET_KEY.
+CONTACTS_BOOK_SECRET = env_str("CONTACTS_BOOK_SECRET")
+# Anti-enumeration: never-before-seen hashes per UTC day, per user and per client IP,
+# and sync requests per IP per hour. Re-syncing a stored book costs nothing.
+CONTACTS_DAILY_NEW_HASHES = env_int("CONTACTS_DAILY_NEW_HASHES", 10000)
+CONTACTS_DAILY_NEW_HASHES_PER_IP = env_int("CONTACTS_DAILY_NEW_HASHES_PER_IP", 50000)
+CONTACTS_SYNC_LIMIT_PER_IP = (env_int("CONTACTS_SYNC_LIMIT_PER_IP", 600), 3600)
+# contact.joined: owners per batch (one transaction each), and how long after signup
+# a "contacts"-only user is still announced to owners once their own book holds them.
+CONTACTS_JOINED_BATCH = env_int("CONTACTS_JOINED_BATCH", 500)
+CONTACTS_JOINED_ANNOUNCE_DAYS = env_int("CONTACTS_JOINED_ANNOUNCE_DAYS", 30)
+# Dotted path of the push for contact.joined (notifications.services.push_notify); empty = no push.
+CONTACT_JOINED_PUSH = env_str("CONTACT_JOINED_PUSH", "")
+CELERY_BEAT_SCHEDULE["contacts-rotate-pepper"] = {
+    "task": "contacts.rotate_pepper",
+    "schedule": env_int("CONTACTS_ROTATION_CHECK_SECONDS", 3600),
+}
+ACCOUNT_REGISTERED_HOOKS.append("contacts.services.contacts_user_registered")
+ACCOUNT_DELETION_STEPS.append("contacts.services.contacts_user_deleted")
 
 # --- Messaging ------------------------------------------------------------------
 
 # (messaging settings)
+MESSAGING_TEXT_MAX = 4096
+MESSAGING_EDIT_WINDOW = timedelta(hours=env_int("MESSAGING_EDIT_WINDOW_HOURS", 48))
+MESSAGING_RECALL_WINDOW = timedelta(hours=env_int("MESSAGING_RECALL_WINDOW_HOURS", 24))
+# Conversations with more members than this fan events out in Celery batches
+# (the sender's own event is still written in the send transaction), and
+# emit no per-member receipts or presence.
+MESSAGING_INLINE_FANOUT_MAX = env_int("MESSAGING_INLINE_FANOUT_MAX", 100)
+MESSAGING_FANOUT_BATCH = env_int("MESSAGING_FANOUT_BATCH", 500)
+MESSAGING_GROUP_MAX_MEMBERS = env_int("MESSAGING_GROUP_MAX_MEMBERS", 1000)
+MESSAGING_BROADCAST_MAX_MEMBERS = env_int("MESSAGING_BROADCAST_MAX_MEMBERS", 100000)
+# Dotted path called inside the send transaction for each recipient of a new
+# message (notifications.services.push_notify once the push branch is merged).
+MESSAGING_PUSH_NOTIFY = env_str("MESSAGING_PUSH_NOTIFY", "")
+CELERY_BEAT_SCHEDULE["messaging-fanout-sweep"] = {"task": "messaging.fanout_sweep", "schedule": 60.0}
+ACCOUNT_DELETION_STEPS.append("messaging.services.user_messages_erase")
 
 # --- Realtime ------------------------------------------------------------------
 
@@ -251,10 +294,97 @@ PUSH_BACKEND = env_str("PUSH_BACKEND", "log")
 PUSH_FILE_PATH = env_str("PUSH_FILE_PATH", str(BASE_DIR / "var" / "push.jsonl"))
 
 # (push settings)
+# Providers used by PUSH_BACKEND=real; each one listed must have its credentials (checked at start).
+PUSH_PROVIDERS = env_list("PUSH_PROVIDERS", "fcm,apns,webpush")
+PUSH_HTTP_TIMEOUT_SECONDS = float(env_int("PUSH_HTTP_TIMEOUT_SECONDS", 10))
+# How long a provider keeps an undeliverable push (device off) before dropping it.
+PUSH_TTL_SECONDS = env_int("PUSH_TTL_SECONDS", 24 * 3600)
+# Messages to one offline device in one conversation within this window make one notification.
+PUSH_COLLAPSE_SECONDS = env_int("PUSH_COLLAPSE_SECONDS", 3)
+PUSH_COLLAPSE_KINDS = ["message.new"]
+# Transient provider errors (429, 5xx, timeouts): attempts per push, and the backoff bounds.
+PUSH_MAX_ATTEMPTS = env_int("PUSH_MAX_ATTEMPTS", 8)
+PUSH_RETRY_BASE_SECONDS = env_int("PUSH_RETRY_BASE_SECONDS", 2)
+PUSH_RETRY_MAX_SECONDS = env_int("PUSH_RETRY_MAX_SECONDS", 300)
+PUSH_RETRY_AFTER_MAX_SECONDS = env_int("PUSH_RETRY_AFTER_MAX_SECONDS", 3600)
+# A SENDING row older than this lost its worker; the sweep re-queues it.
+PUSH_SENDING_LEASE_SECONDS = env_int("PUSH_SENDING_LEASE_SECONDS", 120)
+PUSH_SWEEP_GRACE_SECONDS = env_int("PUSH_SWEEP_GRACE_SECONDS", 60)
+PUSH_DELIVERY_RETENTION_DAYS = env_int("PUSH_DELIVERY_RETENTION_DAYS", 7)
+# Dotted path called as counter(user_id=...) -> int for the badge; empty means 0.
+# Set to "messaging.selectors.unread_total" once messaging is merged.
+PUSH_BADGE_COUNTER = env_str("PUSH_BADGE_COUNTER", "")
+# FCM HTTP v1: a service account's JSON (inline or a file path). The token URI comes from it.
+PUSH_FCM_CREDENTIALS_FILE = env_str("PUSH_FCM_CREDENTIALS_FILE")
+PUSH_FCM_CREDENTIALS_JSON = env_str("PUSH_FCM_CREDENTIALS_JSON")
+PUSH_FCM_ENDPOINT = env_str("PUSH_FCM_ENDPOINT", "https://fcm.googleapis.com")
+PUSH_FCM_TOKEN_URI = env_str("PUSH_FCM_TOKEN_URI")  # overrides the JSON's token_uri
+# APNs, token-based: the .p8 key (inline PEM or a file path), its key id, the team id, the app's bundle id.
+PUSH_APNS_KEY = env_str("PUSH_APNS_KEY")
+PUSH_APNS_KEY_FILE = env_str("PUSH_APNS_KEY_FILE")
+PUSH_APNS_KEY_ID = env_str("PUSH_APNS_KEY_ID")
+PUSH_APNS_TEAM_ID = env_str("PUSH_APNS_TEAM_ID")
+PUSH_APNS_TOPIC = env_str("PUSH_APNS_TOPIC")
+PUSH_APNS_ENDPOINT = env_str("PUSH_APNS_ENDPOINT", "https://api.push.apple.com")
+# Web Push: the VAPID key pair's private half (base64url raw or DER, or PEM) and its contact.
+PUSH_WEBPUSH_VAPID_PRIVATE_KEY = env_str("PUSH_WEBPUSH_VAPID_PRIVATE_KEY")
+PUSH_WEBPUSH_VAPID_SUBJECT = env_str("PUSH_WEBPUSH_VAPID_SUBJECT")
+# Subscription endpoints come from clients: only these push services (and their subdomains) are contacted.
+PUSH_WEBPUSH_ALLOWED_HOSTS = env_list(
+    "PUSH_WEBPUSH_ALLOWED_HOSTS",
+    "fcm.googleapis.com,push.services.mozilla.com,notify.windows.com,push.apple.com",
+)
+PUSH_WEBPUSH_REQUIRE_HTTPS = env_bool("PUSH_WEBPUSH_REQUIRE_HTTPS", default=True)
+CELERY_BEAT_SCHEDULE["notifications.push_sweep"] = {"task": "notifications.push_sweep", "schedule": 60.0}
 
 # --- Media -----------------------------------------------------------------------
 
 # (media settings)
+
+# Attachments live in the storage named here (Django's STORAGES): local files under
+# MEDIA_ROOT by default, an S3-compatible bucket through django-storages when
+# MEDIA_S3_BUCKET is set.
+MEDIA_STORAGE_ALIAS = "default"
+if env_str("MEDIA_S3_BUCKET"):
+    STORAGES = {
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": env_str("MEDIA_S3_BUCKET"),
+                "endpoint_url": env_str("MEDIA_S3_ENDPOINT_URL") or None,
+                "region_name": env_str("MEDIA_S3_REGION") or None,
+                "access_key": env_str("MEDIA_S3_ACCESS_KEY_ID") or None,
+                "secret_key": env_str("MEDIA_S3_SECRET_ACCESS_KEY") or None,
+                "location": env_str("MEDIA_S3_PREFIX"),
+                "default_acl": None,
+                "file_overwrite": False,
+                "querystring_auth": True,
+                "querystring_expire": env_int("MEDIA_SIGNED_URL_TTL", 300),
+            },
+        },
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+# Per-kind size caps in bytes; an upload past the largest is cut off while streaming.
+MEDIA_MAX_SIZE = {
+    "image": env_int("MEDIA_MAX_IMAGE_BYTES", 20 * 1024 * 1024),
+    "voice": env_int("MEDIA_MAX_VOICE_BYTES", 16 * 1024 * 1024),
+    "video": env_int("MEDIA_MAX_VIDEO_BYTES", 100 * 1024 * 1024),
+    "file": env_int("MEDIA_MAX_FILE_BYTES", 100 * 1024 * 1024),
+}
+# Images with more pixels than this (width x height) are refused (decompression bombs).
+MEDIA_IMAGE_MAX_PIXELS = env_int("MEDIA_IMAGE_MAX_PIXELS", 50_000_000)
+MEDIA_IMAGE_MAX_FRAMES = env_int("MEDIA_IMAGE_MAX_FRAMES", 300)
+MEDIA_THUMBNAIL_SIZE = env_int("MEDIA_THUMBNAIL_SIZE", 320)
+# Who besides the uploader may read an attachment: dotted path called as
+# check(user_id=..., attachment_id=...) -> bool. Empty: the uploader only.
+MEDIA_ACCESS_CHECK = env_str("MEDIA_ACCESS_CHECK")
+# Uploads never sent in a message are deleted after this many seconds.
+MEDIA_UNREFERENCED_TTL = timedelta(seconds=env_int("MEDIA_UNREFERENCED_TTL", 24 * 3600))
+MEDIA_UPLOAD_LIMIT = (env_int("MEDIA_UPLOAD_LIMIT_PER_HOUR", 300), 3600)
+CELERY_BEAT_SCHEDULE["media.delete_unreferenced"] = {
+    "task": "media.delete_unreferenced",
+    "schedule": timedelta(hours=1),
+}
 
 # --- Exports and sunset ------------------------------------------------------------
 

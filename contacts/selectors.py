@@ -1,13 +1,155 @@
-"""Reads for contacts. Placeholder bodies until the contacts issue lands its models."""
+"""Reads for contacts: peppers, matching, contact lists, blocks."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from uuid import UUID
+
+from django.conf import settings
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from accounts.models import User, Visibility
+from contacts import lookups  # noqa: F401 - registers the __any lookup
+from contacts.models import Block, BookEntry, DiscoveryPepper, PhoneIndex
+from core.errors import ApplicationError
+
+
+class StalePepper(ApplicationError):
+    status = 409
+    code = "stale_pepper"
+    default_message = "This pepper is no longer accepted; fetch /contacts/discovery and hash again."
+
+
+# --- Peppers ------------------------------------------------------------------------
+
+
+def pepper_current() -> DiscoveryPepper | None:
+    return DiscoveryPepper.objects.filter(is_current=True).first()
+
+
+def pepper_for_upload(*, pepper_id: str) -> DiscoveryPepper:
+    """The current pepper, or a retired one still within its grace period; else StalePepper.
+
+    An unknown id gets the same answer as a stale one: the client's remedy
+    (fetch discovery, hash again) is the same.
+    """
+    pepper = DiscoveryPepper.objects.filter(pk=pepper_id, activated_at__isnull=False).first()
+    if pepper is None:
+        raise StalePepper("Unknown pepper_id; fetch /contacts/discovery and hash again.",
+                          details={"pepper_id": pepper_id})
+    if pepper.is_current:
+        return pepper
+    grace = timedelta(days=settings.CONTACTS_PEPPER_GRACE_DAYS)
+    if pepper.retired_at is None or pepper.retired_at + grace <= timezone.now() or pepper.index_dropped_at:
+        raise StalePepper(details={"pepper_id": pepper_id})
+    return pepper
+
+
+# --- Matching and contact lists -----------------------------------------------------------
+
+
+def discoverable_by(*, viewer_id: object) -> Q:
+    """Users whose `discoverable` setting lets `viewer` find them (on a User queryset).
+
+    "contacts" means the viewer's number is in the user's own stored book.
+    """
+    viewer_in_their_book = BookEntry.objects.filter(owner=OuterRef("pk"), contact_user=viewer_id)
+    return Q(discoverable=Visibility.EVERYONE) | (Q(discoverable=Visibility.CONTACTS) & Exists(viewer_in_their_book))
+
+
+@dataclass(frozen=True)
+class Match:
+    digest: bytes
+    user: User
+    visible: bool  # whether the viewer may be told of it (the link itself is kept either way)
+
+
+def index_match(*, viewer_id: object, pepper_id: str, digests: list[bytes]) -> list[Match]:
+    """Registered users among `digests` under the pepper, in one indexed query.
+
+    Every registered match is returned so the stored book can link to it;
+    `visible` says whether the user's `discoverable` setting lets the
+    viewer see it.
+    """
+    if not digests:
+        return []
+    visible = Exists(User.objects.filter(pk=OuterRef("user_id")).filter(discoverable_by(viewer_id=viewer_id)))
+    rows = (
+        PhoneIndex.objects.filter(pepper_id=pepper_id, digest__any=digests, user__is_active=True)
+        .annotate(visible=visible)
+        .select_related("user")
+        .only("digest", "user__id", "user__display_name", "user__about", "user__avatar_url")
+    )
+    return [Match(digest=bytes(row.digest), user=row.user, visible=row.visible) for row in rows]
+
+
+def contact_list(*, viewer_id: object) -> QuerySet[User]:
+    """Registered users in the viewer's book that the viewer may see, with `mutual` (one query)."""
+    in_book = BookEntry.objects.filter(owner=viewer_id, contact_user=OuterRef("pk"))
+    has_viewer = BookEntry.objects.filter(owner=OuterRef("pk"), contact_user=viewer_id)
+    return (
+        User.objects.filter(Exists(in_book), is_active=True)
+        .exclude(pk=viewer_id)
+        .filter(discoverable_by(viewer_id=viewer_id))
+        .annotate(mutual=Exists(has_viewer))
+        .order_by("display_name", "pk")
+    )
 
 
 def has_in_address_book(*, owner_id: object, other_id: object) -> bool:
     """Whether `other`'s number is in `owner`'s uploaded address book."""
-    return False
+    return BookEntry.objects.filter(owner=owner_id, contact_user=other_id).exists()
+
+
+def book_size(*, owner_id: object) -> int:
+    return BookEntry.objects.filter(owner=owner_id).count()
+
+
+# --- Blocks -----------------------------------------------------------------------------
+
+
+def _ids(values: Iterable[object]) -> list[str]:
+    out = []
+    for value in values:
+        try:
+            out.append(str(UUID(str(value))))
+        except ValueError:
+            continue
+    return out
 
 
 def is_blocked(*, blocker_id: object, blocked_id: object) -> bool:
     """Whether `blocker` has blocked `blocked`."""
-    return False
+    return Block.objects.filter(blocker=blocker_id, blocked=blocked_id).exists()
+
+
+def blocked_either_way(*, user_id: object, other_ids: Iterable[object]) -> set[str]:
+    """Ids among `other_ids` that `user` blocked or that blocked `user` (one query)."""
+    others = _ids(other_ids)
+    if not others:
+        return set()
+    rows = Block.objects.filter(
+        Q(blocker=user_id, blocked__in=others) | Q(blocked=user_id, blocker__in=others)
+    ).values_list("blocker_id", "blocked_id")
+    me = str(user_id)
+    return {str(blocked) if str(blocker) == me else str(blocker) for blocker, blocked in rows}
+
+
+def blockers_of(*, user_id: object, candidate_ids: Iterable[object]) -> set[str]:
+    """Ids among `candidate_ids` that have blocked `user` (one query)."""
+    candidates = _ids(candidate_ids)
+    if not candidates:
+        return set()
+    return {
+        str(blocker)
+        for blocker in Block.objects.filter(blocked=user_id, blocker__in=candidates).values_list(
+            "blocker_id", flat=True
+        )
+    }
+
+
+def block_list(*, blocker_id: object) -> QuerySet[Block]:
+    return Block.objects.filter(blocker=blocker_id).select_related("blocked").order_by("-created_at", "-pk")

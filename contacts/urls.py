@@ -1,3 +1,11 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from contacts import apis
+
+urlpatterns = [
+    path("contacts/discovery", apis.ContactsDiscoveryApi.as_view(), name="contacts-discovery"),
+    path("contacts/sync", apis.ContactsSyncApi.as_view(), name="contacts-sync"),
+    path("contacts", apis.ContactListApi.as_view(), name="contacts-list"),
+    path("blocks", apis.BlockListApi.as_view(), name="blocks"),
+    path("blocks/<uuid:user_id>", apis.BlockDetailApi.as_view(), name="block-detail"),
+]

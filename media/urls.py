@@ -1,3 +1,11 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from media import apis
+
+urlpatterns = [
+    path("attachments", apis.AttachmentUploadApi.as_view(), name="attachment-upload"),
+    path("attachments/<str:attachment_id>", apis.AttachmentDetailApi.as_view(), name="attachment-detail"),
+    path("attachments/<str:attachment_id>/content", apis.AttachmentContentApi.as_view(), name="attachment-content"),
+    path("attachments/<str:attachment_id>/thumbnail", apis.AttachmentThumbnailApi.as_view(),
+         name="attachment-thumbnail"),
+]

@@ -1,3 +1,18 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from messaging import apis
+
+urlpatterns = [
+    path("conversations", apis.ConversationListApi.as_view(), name="conversation-list"),
+    path("conversations/<str:conversation_id>", apis.ConversationDetailApi.as_view(), name="conversation-detail"),
+    path("conversations/<str:conversation_id>/members", apis.ConversationMembersApi.as_view(),
+         name="conversation-members"),
+    path("conversations/<str:conversation_id>/members/<str:user_id>", apis.ConversationMemberDetailApi.as_view(),
+         name="conversation-member-detail"),
+    path("conversations/<str:conversation_id>/mute", apis.ConversationMuteApi.as_view(), name="conversation-mute"),
+    path("conversations/<str:conversation_id>/read", apis.ConversationReadApi.as_view(), name="conversation-read"),
+    path("conversations/<str:conversation_id>/messages", apis.ConversationMessagesApi.as_view(),
+         name="conversation-messages"),
+    path("messages/<str:message_id>", apis.MessageDetailApi.as_view(), name="message-detail"),
+    path("sync", apis.SyncApi.as_view(), name="sync"),
+]

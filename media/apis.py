@@ -1,0 +1,131 @@
+"""Attachment endpoints: parse, call one service or selector, serialise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.errors import NotFound, ValidationFailed, render_error_response
+from core.schema import ERROR_RESPONSES, ErrorBody
+from core.serializers import StrictSerializer
+from media import selectors, services
+from media.models import Attachment, AttachmentKind
+from media.serving import RangeNotSatisfiable, stored_file_response
+from media.storage import attachment_storage
+from media.uploads import SizeCapUploadHandler
+
+
+class AttachmentUploadInput(StrictSerializer):
+    file = serializers.FileField(allow_empty_file=False, help_text="The file; its bytes decide its type.")
+    kind = serializers.ChoiceField(choices=AttachmentKind.choices, required=False,
+                                   help_text="What the client means to send; bytes of another kind are 415.")
+
+
+class AttachmentOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    kind = serializers.ChoiceField(choices=AttachmentKind.choices)
+    content_type = serializers.CharField()
+    size = serializers.IntegerField()
+    url = serializers.CharField(help_text="Bearer auth; Range requests honoured.")
+    thumbnail_url = serializers.CharField(allow_null=True, help_text="Null until the thumbnail is made.")
+    width = serializers.IntegerField(allow_null=True)
+    height = serializers.IntegerField(allow_null=True)
+    duration_ms = serializers.IntegerField(allow_null=True)
+    name = serializers.CharField(help_text="Extension: the sanitised original file name, for display.")
+
+
+class AttachmentUploadApi(APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        operation_id="attachments_upload",
+        request={"multipart/form-data": AttachmentUploadInput},
+        responses={201: AttachmentOutput, **ERROR_RESPONSES},
+    )
+    def post(self, request: Request) -> Response:
+        # Before the body is read: cut an oversized upload off while it streams.
+        request._request.upload_handlers.insert(0, SizeCapUploadHandler(request._request))
+        if len(request.FILES.getlist("file")) > 1:
+            raise ValidationFailed(details={"file": ["Send exactly one file."]})
+        data = AttachmentUploadInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        attachment = services.attachment_create(
+            uploader=request.user, upload=data.validated_data["file"], kind=data.validated_data.get("kind"),
+        )
+        return Response(selectors.attachment_public(attachment, request=request), status=status.HTTP_201_CREATED)
+
+
+class AttachmentDetailApi(APIView):
+    @extend_schema(operation_id="attachments_retrieve", responses={200: AttachmentOutput, **ERROR_RESPONSES})
+    def get(self, request: Request, attachment_id: str) -> Response:
+        attachment = selectors.attachment_get_for_viewer(attachment_id=attachment_id, user_id=request.user.pk)
+        return Response(selectors.attachment_public(attachment, request=request))
+
+
+class AnyAcceptNegotiation(BaseContentNegotiation):
+    """Media players send `Accept: audio/*`; the body is the file whatever they accept."""
+
+    def select_parser(self, request: Request, parsers: list[Any]) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request: Request, renderers: list[Any], format_suffix: str | None = None) -> Any:
+        return renderers[0], renderers[0].media_type
+
+
+_BINARY = {
+    200: OpenApiResponse(OpenApiTypes.BINARY, description="The whole file."),
+    206: OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range, with Content-Range."),
+    416: OpenApiResponse(ErrorBody, description="range_not_satisfiable (with Content-Range: bytes */size)"),
+}
+
+
+class _StoredFileApi(APIView):
+    content_negotiation_class = AnyAcceptNegotiation
+
+    def _serve(self, request: Request, attachment: Attachment, *, name: str, content_type: str,
+               as_attachment: bool, filename: str) -> FileResponse | Response:
+        storage = attachment_storage()
+        fileobj = storage.open(name, "rb")
+        try:
+            return stored_file_response(
+                request._request, fileobj=fileobj, size=storage.size(name), content_type=content_type,
+                etag=f'"{attachment.sha256}"' if name == attachment.storage_name else f'"{attachment.sha256}-t"',
+                filename=filename, as_attachment=as_attachment,
+            )
+        except RangeNotSatisfiable as error:
+            fileobj.close()
+            response = render_error_response(error)
+            response["Content-Range"] = f"bytes */{error.size}"
+            return response
+
+
+class AttachmentContentApi(_StoredFileApi):
+    @extend_schema(operation_id="attachments_content", responses={**_BINARY, **ERROR_RESPONSES})
+    def get(self, request: Request, attachment_id: str) -> FileResponse | Response:
+        attachment = selectors.attachment_get_for_viewer(attachment_id=attachment_id, user_id=request.user.pk)
+        opaque = attachment.kind == AttachmentKind.FILE
+        return self._serve(
+            request, attachment, name=attachment.storage_name,
+            # A `file` is never rendered by a browser: an opaque download, whatever its bytes.
+            content_type=services.OPAQUE_CONTENT_TYPE if opaque else attachment.content_type,
+            as_attachment=opaque, filename=attachment.original_name or str(attachment.pk),
+        )
+
+
+class AttachmentThumbnailApi(_StoredFileApi):
+    @extend_schema(operation_id="attachments_thumbnail", responses={**_BINARY, **ERROR_RESPONSES})
+    def get(self, request: Request, attachment_id: str) -> FileResponse | Response:
+        attachment = selectors.attachment_get_for_viewer(attachment_id=attachment_id, user_id=request.user.pk)
+        if not attachment.thumbnail_name:
+            raise NotFound("The thumbnail is not ready.")
+        return self._serve(request, attachment, name=attachment.thumbnail_name, content_type="image/webp",
+                           as_attachment=False, filename=f"{attachment.pk}.webp")

@@ -1,0 +1,86 @@
+"""Reads for attachments: authorised lookups and the public shape."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+from django.utils.module_loading import import_string
+from rest_framework.request import Request
+
+from core.errors import NotFound, ValidationFailed
+from media.models import Attachment
+
+
+def _as_uuid(value: Any) -> uuid.UUID | None:
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str):
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def attachment_for_message(*, attachment_id: Any, sender_id: Any, kind: str) -> Attachment:
+    """The sender's own attachment of `kind`, for a message being sent.
+
+    Inside a transaction the row is locked, so the cleanup task (which skips
+    locked rows) cannot delete it between this check and the message commit.
+    """
+    message = f"No {kind} attachment of yours has this id."
+    pk = _as_uuid(attachment_id)
+    if pk is None:
+        raise ValidationFailed(message, details={"attachment_id": [message]})
+    queryset = Attachment.objects.filter(pk=pk, uploader_id=sender_id, kind=kind)
+    if transaction.get_connection().in_atomic_block:
+        queryset = queryset.select_for_update()
+    attachment = queryset.first()
+    if attachment is None:
+        raise ValidationFailed(message, details={"attachment_id": [message]})
+    return attachment
+
+
+def attachment_can_view(*, attachment: Attachment, user_id: Any) -> bool:
+    if str(attachment.uploader_id) == str(user_id):
+        return True
+    check_path = settings.MEDIA_ACCESS_CHECK
+    if not check_path:
+        return False
+    return bool(import_string(check_path)(user_id=user_id, attachment_id=attachment.pk))
+
+
+def attachment_get_for_viewer(*, attachment_id: Any, user_id: Any) -> Attachment:
+    """The attachment when the user may see it; NotFound otherwise (never 403)."""
+    pk = _as_uuid(attachment_id)
+    attachment = Attachment.objects.filter(pk=pk).first() if pk else None
+    if attachment is None or not attachment_can_view(attachment=attachment, user_id=user_id):
+        raise NotFound()
+    return attachment
+
+
+def _absolute(path: str, request: Request | None) -> str:
+    return request.build_absolute_uri(path) if request is not None else path
+
+
+def attachment_public(attachment: Attachment, *, request: Request | None = None) -> dict[str, Any]:
+    """The contract's Attachment shape (plus `name`); URLs absolute when a request is given."""
+    content = reverse("attachment-content", kwargs={"attachment_id": attachment.pk})
+    thumbnail = (reverse("attachment-thumbnail", kwargs={"attachment_id": attachment.pk})
+                 if attachment.thumbnail_name else None)
+    return {
+        "id": str(attachment.pk),
+        "kind": attachment.kind,
+        "content_type": attachment.content_type,
+        "size": attachment.size,
+        "url": _absolute(content, request),
+        "thumbnail_url": _absolute(thumbnail, request) if thumbnail else None,
+        "width": attachment.width,
+        "height": attachment.height,
+        "duration_ms": attachment.duration_ms,
+        "name": attachment.original_name,
+    }

@@ -1,0 +1,187 @@
+"""Writes for attachments: upload, thumbnail, mark used, delete unreferenced."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from collections.abc import Iterable
+from datetime import datetime
+from typing import IO
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from core import ratelimit
+from media import probe
+from media.models import Attachment, AttachmentKind
+from media.sniff import SNIFF_BYTES, sniff
+from media.storage import attachment_storage, new_storage_name
+from media.uploads import sanitize_original_name, too_large
+
+logger = logging.getLogger(__name__)
+
+OPAQUE_CONTENT_TYPE = "application/octet-stream"
+
+
+def attachment_create(*, uploader: User, upload: UploadedFile, kind: str | None = None) -> Attachment:
+    """Check the real type from the bytes, probe, store under a generated name, record.
+
+    `kind` is what the client claims; when given, bytes of another kind are 415.
+    Nothing is left in storage when anything is refused.
+    """
+    ratelimit.hit("media-upload", str(uploader.pk), settings.MEDIA_UPLOAD_LIMIT)
+    if not upload.size:
+        raise probe.invalid("The file is empty.")
+    upload.seek(0)
+    sniffed = sniff(upload.read(SNIFF_BYTES))
+
+    if kind == AttachmentKind.FILE:
+        # Any bytes, served only as an opaque download (see apis.AttachmentContentApi).
+        probed = probe.Probed(AttachmentKind.FILE, OPAQUE_CONTENT_TYPE)
+        _check_size(AttachmentKind.FILE, upload.size)
+    elif sniffed is None:
+        if kind:
+            raise probe.refuse_kind(kind, "not a supported image, voice or video format")
+        probed = probe.Probed(AttachmentKind.FILE, OPAQUE_CONTENT_TYPE)
+        _check_size(AttachmentKind.FILE, upload.size)
+    else:
+        # An MP4 container is voice or video by its tracks; anything else is fixed by its magic.
+        container = sniffed.format == "mp4"
+        if kind and kind != sniffed.kind and not (container and kind == AttachmentKind.VOICE):
+            raise probe.refuse_kind(kind, sniffed.content_type)
+        _check_size(kind or sniffed.kind, upload.size)
+        if sniffed.kind == AttachmentKind.IMAGE:
+            probed = probe.probe_image(upload, sniffed)
+        else:
+            probed = probe.probe_av(upload, sniffed)
+        if kind and probed.kind != kind:
+            _close(probed.replacement)
+            raise probe.refuse_kind(kind, probed.content_type)
+        _check_size(probed.kind, upload.size)
+
+    try:
+        return _attachment_store(uploader=uploader, upload=upload, probed=probed)
+    finally:
+        _close(probed.replacement)
+
+
+def _check_size(kind: str, size: int) -> None:
+    limit = settings.MEDIA_MAX_SIZE[kind]
+    if size > limit:
+        raise too_large(limit)
+
+
+def _close(fileobj: IO[bytes] | None) -> None:
+    if fileobj is not None:
+        fileobj.close()
+
+
+def _sha256_and_size(fileobj: IO[bytes]) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    fileobj.seek(0)
+    for chunk in iter(lambda: fileobj.read(1024 * 1024), b""):
+        digest.update(chunk)
+        size += len(chunk)
+    fileobj.seek(0)
+    return digest.hexdigest(), size
+
+
+def _attachment_store(*, uploader: User, upload: UploadedFile, probed: probe.Probed) -> Attachment:
+    source: IO[bytes] = probed.replacement if probed.replacement is not None else upload
+    sha256, size = _sha256_and_size(source)
+    storage = attachment_storage()
+    # The upload itself (not a File wrapper) lets local storage move its temp file instead of copying.
+    content = upload if probed.replacement is None else File(source)
+    stored_name = storage.save(new_storage_name(folder="attachments"), content)
+    try:
+        with transaction.atomic():
+            attachment = Attachment.objects.create(
+                uploader=uploader,
+                kind=probed.kind,
+                content_type=probed.content_type,
+                size=size,
+                storage_name=stored_name,
+                width=probed.width,
+                height=probed.height,
+                duration_ms=probed.duration_ms,
+                original_name=sanitize_original_name(upload.name),
+                sha256=sha256,
+            )
+            if attachment.kind == AttachmentKind.IMAGE:
+                from media.tasks import make_thumbnail
+
+                attachment_id = str(attachment.pk)
+                transaction.on_commit(lambda: make_thumbnail.delay(attachment_id))
+    except BaseException:
+        storage.delete(stored_name)
+        raise
+    return attachment
+
+
+def attachment_make_thumbnail(*, attachment_id: str) -> str | None:
+    """Idempotent: a second run finds the thumbnail made and does nothing."""
+    attachment = Attachment.objects.filter(pk=attachment_id, kind=AttachmentKind.IMAGE).first()
+    if attachment is None or attachment.thumbnail_name:
+        return attachment.thumbnail_name if attachment else None
+    storage = attachment_storage()
+    # A name derived from the original, so a retry after a crash overwrites rather than leaks.
+    name = f"{attachment.storage_name.replace('attachments/', 'thumbnails/', 1)}.webp"
+    with storage.open(attachment.storage_name, "rb") as original, tempfile.TemporaryFile() as output:
+        probe.thumbnail_encode(original, output, max_side=settings.MEDIA_THUMBNAIL_SIZE)
+        output.seek(0)
+        storage.delete(name)
+        stored = storage.save(name, File(output))
+    updated = Attachment.objects.filter(pk=attachment_id, thumbnail_name="").update(thumbnail_name=stored)
+    if not updated:  # deleted meanwhile, or a concurrent run won: this copy is an orphan
+        current = Attachment.objects.filter(pk=attachment_id).values_list("thumbnail_name", flat=True).first()
+        if current != stored:
+            storage.delete(stored)
+        return current
+    return stored
+
+
+def attachment_mark_used(*, attachment_id: str) -> None:
+    """Called by messaging when a message carrying the attachment commits: it is kept."""
+    Attachment.objects.filter(pk=attachment_id, used_at__isnull=True).update(used_at=timezone.now())
+
+
+def attachments_delete_unreferenced(*, now: datetime | None = None, batch_size: int = 200,
+                                    max_batches: int = 50) -> int:
+    """Delete uploads never used in a message and older than MEDIA_UNREFERENCED_TTL.
+
+    Files first, then rows, under row locks that skip rows a message send is
+    holding (`attachment_for_message` locks the row it hands out). A crash
+    between the two leaves rows whose files are gone; the next run deletes
+    them again (deleting a missing file is a no-op). Returns rows deleted.
+    """
+    cutoff = (now or timezone.now()) - settings.MEDIA_UNREFERENCED_TTL
+    deleted = 0
+    for _ in range(max_batches):
+        with transaction.atomic():
+            rows = list(
+                Attachment.objects.select_for_update(skip_locked=True)
+                .filter(used_at__isnull=True, created_at__lt=cutoff)
+                .order_by("created_at")
+                .values_list("pk", "storage_name", "thumbnail_name")[:batch_size]
+            )
+            if not rows:
+                break
+            _delete_files(name for _, storage_name, thumb in rows for name in (storage_name, thumb) if name)
+            Attachment.objects.filter(pk__in=[pk for pk, _, _ in rows]).delete()
+        deleted += len(rows)
+        if len(rows) < batch_size:
+            break
+    if deleted:
+        logger.info("Deleted %d unreferenced attachments", deleted)
+    return deleted
+
+
+def _delete_files(names: Iterable[str]) -> None:
+    storage = attachment_storage()
+    for name in names:
+        storage.delete(name)

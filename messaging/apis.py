@@ -1,0 +1,255 @@
+"""Conversations, messages and sync endpoints: parse, call one service or selector, return."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.errors import ValidationFailed
+from core.schema import ERROR_RESPONSES
+from core.serializers import TimestampField
+from messaging import selectors, services
+from messaging.inputs import (
+    ConversationCreateInput,
+    ConversationUpdateInput,
+    MemberRoleInput,
+    MembersAddInput,
+    MessageEditInput,
+    MessageSendInput,
+    MuteInput,
+    ReadInput,
+    int_param,
+    validated,
+)
+from messaging.models import ConversationType, MessageType, Role
+
+# --- Output shapes (for the schema; views return the selectors' dicts) ------------------------
+
+
+class ConversationMemberOutput(serializers.Serializer):
+    user_id = serializers.UUIDField()
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class MessageLocationOutput(serializers.Serializer):
+    lat = serializers.FloatField()
+    lng = serializers.FloatField()
+
+
+class MessageOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    conversation_id = serializers.UUIDField()
+    seq = serializers.IntegerField()
+    sender_id = serializers.UUIDField()
+    client_id = serializers.UUIDField()
+    type = serializers.ChoiceField(choices=MessageType.choices)
+    text = serializers.CharField(allow_blank=True)
+    attachment = serializers.DictField(allow_null=True, help_text="The attachment shape of /attachments.")
+    location = MessageLocationOutput(allow_null=True, help_text="Extension: set on location messages.")
+    reply_to = serializers.UUIDField(allow_null=True)
+    created_at = TimestampField()
+    edited_at = TimestampField(allow_null=True)
+    deleted = serializers.BooleanField()
+
+
+class ConversationOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    type = serializers.ChoiceField(choices=ConversationType.choices)
+    title = serializers.CharField(allow_blank=True)
+    members = ConversationMemberOutput(many=True, help_text="Broadcasts list only their owner and admins.")
+    member_count = serializers.IntegerField(help_text="Extension: current number of members.")
+    last_seq = serializers.IntegerField()
+    last_message = MessageOutput(allow_null=True)
+    unread_count = serializers.IntegerField()
+    read_seq = serializers.IntegerField()
+    muted_until = TimestampField(allow_null=True)
+    created_at = TimestampField()
+    updated_at = TimestampField()
+
+
+class MessagePageOutput(serializers.Serializer):
+    messages = MessageOutput(many=True, help_text="Oldest first.")
+    has_more = serializers.BooleanField(help_text="More messages lie beyond this page in the reading direction.")
+
+
+class EventOutput(serializers.Serializer):
+    cursor = serializers.CharField()
+    type = serializers.CharField()
+    data = serializers.DictField()
+    created_at = TimestampField()
+
+
+class SyncOutput(serializers.Serializer):
+    events = EventOutput(many=True)
+    cursor = serializers.CharField()
+    has_more = serializers.BooleanField()
+
+
+def _body(request: Request) -> object:
+    return request.data
+
+
+# --- Conversations ----------------------------------------------------------------------
+
+
+class ConversationListApi(APIView):
+    @extend_schema(
+        operation_id="conversations_list",
+        parameters=[
+            OpenApiParameter("limit", int, description="At most 200 (default 100)."),
+            OpenApiParameter("before", str, description="Extension: updated_at of the last one seen, to page on."),
+        ],
+        responses={200: ConversationOutput(many=True), **ERROR_RESPONSES},
+    )
+    def get(self, request: Request) -> Response:
+        limit = int_param(request.query_params, "limit", default=100, minimum=1, maximum=200)
+        before = request.query_params.get("before") or None
+        before_at = None
+        if before is not None:
+            from messaging.inputs import StrictDateTimeField
+
+            try:
+                before_at = StrictDateTimeField().to_internal_value(before)
+            except serializers.ValidationError as exc:
+                raise ValidationFailed(details={"before": ["An RFC 3339 timestamp is required."]}) from exc
+        return Response(selectors.conversation_list(user_id=request.user.pk, limit=limit, before=before_at))
+
+    @extend_schema(operation_id="conversations_create", request=ConversationCreateInput,
+                   responses={200: ConversationOutput, 201: ConversationOutput, **ERROR_RESPONSES})
+    def post(self, request: Request) -> Response:
+        data = validated(ConversationCreateInput, _body(request))
+        conversation, created = services.conversation_create(
+            creator=request.user, type=data["type"], user_id=data.get("user_id"), title=data.get("title", ""),
+            member_ids=data.get("member_ids", []),
+        )
+        return Response(conversation, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class ConversationDetailApi(APIView):
+    @extend_schema(operation_id="conversations_retrieve", responses={200: ConversationOutput, **ERROR_RESPONSES})
+    def get(self, request: Request, conversation_id: str) -> Response:
+        return Response(selectors.conversation_detail(user_id=request.user.pk, conversation_id=conversation_id))
+
+    @extend_schema(operation_id="conversations_update", request=ConversationUpdateInput,
+                   responses={200: ConversationOutput, **ERROR_RESPONSES})
+    def patch(self, request: Request, conversation_id: str) -> Response:
+        selectors.conversation_get_for_member(user_id=request.user.pk, conversation_id=conversation_id)
+        data = validated(ConversationUpdateInput, _body(request))
+        return Response(services.conversation_update(actor=request.user, conversation_id=conversation_id,
+                                                     title=data["title"]))
+
+
+class ConversationMembersApi(APIView):
+    @extend_schema(operation_id="conversations_members_add", request=MembersAddInput,
+                   responses={200: ConversationOutput, **ERROR_RESPONSES})
+    def post(self, request: Request, conversation_id: str) -> Response:
+        selectors.conversation_get_for_member(user_id=request.user.pk, conversation_id=conversation_id)
+        data = validated(MembersAddInput, _body(request))
+        return Response(services.members_add(actor=request.user, conversation_id=conversation_id,
+                                             user_ids=data["user_ids"]))
+
+
+class ConversationMemberDetailApi(APIView):
+    @extend_schema(operation_id="conversations_members_role",
+                   description="Extension: the owner makes a member an admin, or an admin a member.",
+                   request=MemberRoleInput, responses={200: ConversationOutput, **ERROR_RESPONSES})
+    def patch(self, request: Request, conversation_id: str, user_id: str) -> Response:
+        selectors.conversation_get_for_member(user_id=request.user.pk, conversation_id=conversation_id)
+        data = validated(MemberRoleInput, _body(request))
+        return Response(services.member_role_set(actor=request.user, conversation_id=conversation_id,
+                                                 user_id=user_id, role=data["role"]))
+
+    @extend_schema(operation_id="conversations_members_remove", request=None,
+                   responses={204: None, **ERROR_RESPONSES})
+    def delete(self, request: Request, conversation_id: str, user_id: str) -> Response:
+        services.member_remove(actor=request.user, conversation_id=conversation_id, user_id=user_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ConversationMuteApi(APIView):
+    @extend_schema(operation_id="conversations_mute", request=MuteInput,
+                   responses={200: ConversationOutput, **ERROR_RESPONSES})
+    def put(self, request: Request, conversation_id: str) -> Response:
+        selectors.conversation_get_for_member(user_id=request.user.pk, conversation_id=conversation_id)
+        data = validated(MuteInput, _body(request))
+        return Response(services.conversation_mute(user=request.user, conversation_id=conversation_id,
+                                                   until=data["until"]))
+
+
+class ConversationReadApi(APIView):
+    @extend_schema(operation_id="conversations_read", request=ReadInput, responses={204: None, **ERROR_RESPONSES})
+    def post(self, request: Request, conversation_id: str) -> Response:
+        selectors.conversation_get_for_member(user_id=request.user.pk, conversation_id=conversation_id)
+        data = validated(ReadInput, _body(request))
+        services.conversation_read(user=request.user, conversation_id=conversation_id, seq=data["seq"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Messages ---------------------------------------------------------------------------
+
+
+class ConversationMessagesApi(APIView):
+    @extend_schema(
+        operation_id="conversations_messages_list",
+        parameters=[
+            OpenApiParameter("before_seq", int, description="Newest messages before this seq (default: latest)."),
+            OpenApiParameter("after_seq", int, description="Oldest messages after this seq (reads forward)."),
+            OpenApiParameter("limit", int, description="At most 200 (default 50)."),
+        ],
+        responses={200: MessagePageOutput, **ERROR_RESPONSES},
+    )
+    def get(self, request: Request, conversation_id: str) -> Response:
+        params = request.query_params
+        selectors.conversation_get_for_member(user_id=request.user.pk, conversation_id=conversation_id)
+        messages, has_more = selectors.message_history(
+            user_id=request.user.pk, conversation_id=conversation_id,
+            before_seq=int_param(params, "before_seq", default=None),
+            after_seq=int_param(params, "after_seq", default=None),
+            limit=int_param(params, "limit", default=50, minimum=1, maximum=200),
+        )
+        return Response({"messages": selectors.messages_public(messages), "has_more": has_more})
+
+    @extend_schema(operation_id="conversations_messages_send", request=MessageSendInput,
+                   responses={200: MessageOutput, 201: MessageOutput, **ERROR_RESPONSES})
+    def post(self, request: Request, conversation_id: str) -> Response:
+        message, created = services.message_send(sender=request.user, conversation_id=conversation_id,
+                                                 payload=_body(request), device_id=request.auth.pk)
+        return Response(message, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class MessageDetailApi(APIView):
+    @extend_schema(operation_id="messages_edit", request=MessageEditInput,
+                   responses={200: MessageOutput, **ERROR_RESPONSES})
+    def patch(self, request: Request, message_id: str) -> Response:
+        selectors.message_get_for_member(user_id=request.user.pk, message_id=message_id)
+        data = validated(MessageEditInput, _body(request))
+        return Response(services.message_edit(user=request.user, message_id=message_id, text=data["text"]))
+
+    @extend_schema(operation_id="messages_delete",
+                   parameters=[OpenApiParameter("for", str, enum=["everyone", "me"], description="Default: me.")],
+                   request=None, responses={204: None, **ERROR_RESPONSES})
+    def delete(self, request: Request, message_id: str) -> Response:
+        services.message_delete(user=request.user, message_id=message_id,
+                                scope=request.query_params.get("for") or "me")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Sync ----------------------------------------------------------------------------------
+
+
+class SyncApi(APIView):
+    @extend_schema(
+        operation_id="sync",
+        parameters=[
+            OpenApiParameter("cursor", str, description="The last cursor this device stored (empty: from the start)."),
+            OpenApiParameter("limit", int, description="At most 500 (default 100)."),
+        ],
+        responses={200: SyncOutput, **ERROR_RESPONSES},
+    )
+    def get(self, request: Request) -> Response:
+        limit = int_param(request.query_params, "limit", default=100, minimum=1, maximum=500)
+        return Response(services.sync_read(user=request.user, device_id=request.auth.pk,
+                                           cursor=request.query_params.get("cursor"), limit=limit))

@@ -1,0 +1,167 @@
+"""Input shapes shared by the REST views and the services the socket calls.
+
+`message_send` validates its payload itself (the socket passes the REST body
+unchanged), so the send body's serializer lives here rather than in apis.py.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.utils.dateparse import parse_datetime
+from rest_framework import exceptions as drf
+from rest_framework import serializers
+
+from core.errors import ValidationFailed, to_application_error
+from core.serializers import StrictCharField, StrictSerializer
+from messaging.models import ConversationType, MessageType, Role
+
+MEDIA_TYPES = {MessageType.IMAGE, MessageType.VOICE, MessageType.VIDEO, MessageType.FILE}
+MAX_LIST = 256
+
+
+class StrictUUIDField(serializers.UUIDField):
+    """Only UUID strings: DRF would otherwise turn the integer 5 into a UUID."""
+
+    def to_internal_value(self, data: Any) -> uuid.UUID:
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """Only JSON integers: no "5", 5.0 or true."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictFloatField(serializers.FloatField):
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, (int, float)) or not math.isfinite(data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictDateTimeField(serializers.DateTimeField):
+    def to_internal_value(self, data: Any) -> datetime:
+        if not isinstance(data, str) or len(data) > 40 or parse_datetime(data) is None:
+            self.fail("invalid", format="RFC 3339")
+        return super().to_internal_value(data)
+
+
+class LocationInput(StrictSerializer):
+    lat = StrictFloatField(min_value=-90, max_value=90)
+    lng = StrictFloatField(min_value=-180, max_value=180)
+
+
+class MessageSendInput(StrictSerializer):
+    client_id = StrictUUIDField()
+    type = serializers.ChoiceField(choices=MessageType.choices)
+    text = StrictCharField(required=False, allow_blank=True, trim_whitespace=False,
+                           max_length=settings.MESSAGING_TEXT_MAX)
+    attachment_id = StrictUUIDField(required=False, allow_null=True)
+    reply_to = StrictUUIDField(required=False, allow_null=True)
+    location = LocationInput(required=False, allow_null=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        kind = attrs["type"]
+        text = attrs.get("text") or ""
+        errors: dict[str, list[str]] = {}
+        if kind == MessageType.TEXT and not text.strip():
+            errors["text"] = ["A text message needs text."]
+        if kind in MEDIA_TYPES and not attrs.get("attachment_id"):
+            errors["attachment_id"] = [f"A {kind} message needs an attachment."]
+        if kind == MessageType.STICKER and not attrs.get("attachment_id") and not text.strip():
+            errors["attachment_id"] = ["A sticker needs an attachment or a sticker code in text."]
+        if kind in {MessageType.TEXT, MessageType.LOCATION} and attrs.get("attachment_id"):
+            errors["attachment_id"] = [f"A {kind} message carries no attachment."]
+        if kind == MessageType.LOCATION and not attrs.get("location"):
+            errors["location"] = ["A location message needs a location."]
+        if kind != MessageType.LOCATION and attrs.get("location"):
+            errors["location"] = ["Only location messages carry a location."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class MessageEditInput(StrictSerializer):
+    text = StrictCharField(allow_blank=True, trim_whitespace=False, max_length=settings.MESSAGING_TEXT_MAX)
+
+
+class ReadInput(StrictSerializer):
+    seq = StrictIntegerField(min_value=0)
+
+
+class ConversationCreateInput(StrictSerializer):
+    type = serializers.ChoiceField(choices=ConversationType.choices)
+    user_id = StrictUUIDField(required=False)
+    title = StrictCharField(required=False, max_length=128)
+    member_ids = serializers.ListField(child=StrictUUIDField(), required=False, max_length=MAX_LIST)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        kind = attrs["type"]
+        errors: dict[str, list[str]] = {}
+        if kind == ConversationType.DIRECT:
+            if "user_id" not in attrs:
+                errors["user_id"] = ["This field is required."]
+            for name in ("title", "member_ids"):
+                if name in attrs:
+                    errors[name] = ["Not allowed for a direct conversation."]
+        else:
+            if not (attrs.get("title") or "").strip():
+                errors["title"] = ["This field is required."]
+            if "user_id" in attrs:
+                errors["user_id"] = ["Only for a direct conversation; use member_ids."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class ConversationUpdateInput(StrictSerializer):
+    title = StrictCharField(max_length=128)
+
+
+class MembersAddInput(StrictSerializer):
+    user_ids = serializers.ListField(child=StrictUUIDField(), min_length=1, max_length=MAX_LIST)
+
+
+class MemberRoleInput(StrictSerializer):
+    role = serializers.ChoiceField(choices=[(Role.ADMIN, "admin"), (Role.MEMBER, "member")])
+
+
+class MuteInput(StrictSerializer):
+    until = StrictDateTimeField(allow_null=True)
+
+
+def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    """Validate with the given input serializer or raise ValidationFailed (400)."""
+    if not isinstance(data, dict):
+        raise ValidationFailed(details={"body": ["Expected a JSON object."]})
+    serializer = serializer_class(data=data)
+    try:
+        serializer.is_valid(raise_exception=True)
+    except drf.ValidationError as exc:
+        raise to_application_error(exc) from exc  # type: ignore[misc]
+    return dict(serializer.validated_data)
+
+
+def int_param(params: Any, name: str, *, default: int | None, minimum: int = 0,
+              maximum: int | None = None) -> int | None:
+    """A query-string integer, or ValidationFailed naming the parameter."""
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not isinstance(raw, str) or len(raw) > 19 or not raw.isdigit():
+        raise ValidationFailed(details={name: ["A non-negative integer is required."]})
+    value = int(raw)
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ValidationFailed(details={name: [f"Must be {bound}."]})
+    return value

@@ -1,0 +1,286 @@
+"""Reads for messaging, shaped for their callers and N+1-free.
+
+Selectors that take a conversation id authorise: a non-member (or a malformed
+id) gets NotFound, never a hint that the conversation exists.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from core.errors import NotFound
+from core.serializers import timestamp
+from messaging import integrations
+from messaging.models import (
+    Conversation,
+    ConversationType,
+    DeviceCursor,
+    Membership,
+    Message,
+    MessageHidden,
+    Role,
+)
+from realtime.stream import cursor_encode
+
+
+def as_uuid(value: object) -> uuid.UUID | None:
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def is_small(conversation: Conversation) -> bool:
+    """Small conversations get inline fan-out, receipts and presence."""
+    return (conversation.type != ConversationType.BROADCAST
+            and conversation.member_count <= settings.MESSAGING_INLINE_FANOUT_MAX)
+
+
+# --- Messages ----------------------------------------------------------------------
+
+
+def message_public(message: Message, *, attachments: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The contract's Message shape (plus `location`). A recalled message keeps
+    its place (seq) but loses its content."""
+    deleted = message.deleted_at is not None
+    attachment = None
+    if message.attachment_id and not deleted:
+        if attachments is None:
+            attachments = integrations.attachments_public([message.attachment_id])
+        attachment = attachments.get(str(message.attachment_id))
+    return {
+        "id": str(message.pk),
+        "conversation_id": str(message.conversation_id),
+        "seq": message.seq,
+        "sender_id": str(message.sender_id),
+        "client_id": str(message.client_id),
+        "type": message.type,
+        "text": "" if deleted else message.text,
+        "attachment": attachment,
+        "location": None if deleted else message.location,
+        "reply_to": str(message.reply_to_id) if message.reply_to_id else None,
+        "created_at": timestamp(message.created_at),
+        "edited_at": timestamp(message.edited_at),
+        "deleted": deleted,
+    }
+
+
+def messages_public(messages: Iterable[Message]) -> list[dict[str, Any]]:
+    messages = list(messages)
+    attachments = integrations.attachments_public(m.attachment_id for m in messages if m.deleted_at is None)
+    return [message_public(m, attachments=attachments) for m in messages]
+
+
+def _hidden_for(user_id: object) -> Exists:
+    return Exists(MessageHidden.objects.filter(message=OuterRef("pk"), user_id=user_id))
+
+
+def message_history(*, user_id: object, conversation_id: object, before_seq: int | None = None,
+                    after_seq: int | None = None, limit: int = 50) -> tuple[list[Message], bool]:
+    """A page of history, oldest first. `after_seq` reads forward from there;
+    otherwise the newest messages before `before_seq` (or the latest)."""
+    conversation_get_for_member(user_id=user_id, conversation_id=conversation_id)
+    qs = Message.objects.filter(conversation_id=conversation_id).exclude(_hidden_for(user_id))
+    if after_seq is not None:
+        qs = qs.filter(seq__gt=after_seq)
+        if before_seq is not None:
+            qs = qs.filter(seq__lt=before_seq)
+        rows = list(qs.order_by("seq")[: limit + 1])
+        return rows[:limit], len(rows) > limit
+    if before_seq is not None:
+        qs = qs.filter(seq__lt=before_seq)
+    rows = list(qs.order_by("-seq")[: limit + 1])
+    return list(reversed(rows[:limit])), len(rows) > limit
+
+
+def message_get_for_member(*, user_id: object, message_id: object, for_update: bool = False) -> Message:
+    """A message in a conversation the user is a member of, else NotFound."""
+    pk = as_uuid(message_id)
+    if pk is None:
+        raise NotFound()
+    qs = Message.objects.select_related("conversation").filter(
+        pk=pk,
+        conversation__memberships__user_id=user_id,
+        conversation__memberships__left_at__isnull=True,
+    )
+    if for_update:
+        qs = qs.select_for_update(of=("self",))
+    message = qs.first()
+    if message is None:
+        raise NotFound()
+    return message
+
+
+# --- Conversations --------------------------------------------------------------
+
+
+def conversation_get_for_member(*, user_id: object, conversation_id: object) -> Membership:
+    """The caller's current membership, with its conversation; NotFound otherwise."""
+    pk = as_uuid(conversation_id)
+    if pk is None:
+        raise NotFound()
+    membership = (
+        Membership.objects.select_related("conversation")
+        .filter(conversation_id=pk, user_id=user_id, left_at__isnull=True)
+        .first()
+    )
+    if membership is None:
+        raise NotFound()
+    return membership
+
+
+def _listed_members_filter() -> Q:
+    # A broadcast can have a huge audience: it lists only its owner and admins.
+    return Q(left_at__isnull=True) & (
+        ~Q(conversation__type=ConversationType.BROADCAST) | Q(role__in=[Role.OWNER, Role.ADMIN])
+    )
+
+
+def _unread_subquery(user_id: object) -> Any:
+    """Per membership row: messages after its read pointer that are not the
+    user's own, not recalled and not hidden for them."""
+    return (
+        Message.objects.filter(conversation_id=OuterRef("conversation_id"), seq__gt=OuterRef("read_seq"),
+                               deleted_at__isnull=True)
+        .exclude(sender_id=user_id)
+        .exclude(_hidden_for(user_id))
+        .order_by()
+        .values("conversation_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+
+
+def _annotated_memberships(user_id: object) -> Any:
+    unread = _unread_subquery(user_id)
+    last_visible = (
+        Message.objects.filter(conversation_id=OuterRef("conversation_id"))
+        .exclude(_hidden_for(user_id))
+        .order_by("-seq")
+        .values("pk")[:1]
+    )
+    return (
+        Membership.objects.filter(user_id=user_id, left_at__isnull=True)
+        .select_related("conversation")
+        .annotate(unread_count=Coalesce(Subquery(unread, output_field=IntegerField()), 0),
+                  last_visible_id=Subquery(last_visible))
+    )
+
+
+def conversations_public(memberships: list[Membership]) -> list[dict[str, Any]]:
+    """Render the caller's annotated memberships: three queries whatever the count."""
+    conversation_ids = [m.conversation_id for m in memberships]
+    members: dict[Any, list[dict[str, str]]] = {cid: [] for cid in conversation_ids}
+    for cid, member_id, role in (
+        Membership.objects.filter(_listed_members_filter(), conversation_id__in=conversation_ids)
+        .order_by("joined_at", "pk")
+        .values_list("conversation_id", "user_id", "role")
+    ):
+        members[cid].append({"user_id": str(member_id), "role": role})
+    last_ids = [m.last_visible_id for m in memberships if getattr(m, "last_visible_id", None)]
+    last_messages = {m.pk: m for m in Message.objects.filter(pk__in=last_ids)} if last_ids else {}
+    rendered = messages_public(last_messages.values())
+    last_public = {uuid.UUID(r["id"]): r for r in rendered}
+    out = []
+    for m in memberships:
+        c = m.conversation
+        out.append({
+            "id": str(c.pk),
+            "type": c.type,
+            "title": c.title,
+            "members": members[c.pk],
+            "member_count": c.member_count,
+            "last_seq": c.last_seq,
+            "last_message": last_public.get(getattr(m, "last_visible_id", None)),
+            "unread_count": getattr(m, "unread_count", 0),
+            "read_seq": m.read_seq,
+            "muted_until": timestamp(m.muted_until),
+            "created_at": timestamp(c.created_at),
+            "updated_at": timestamp(c.updated_at),
+        })
+    return out
+
+
+def conversation_list(*, user_id: object, limit: int = 100, before: datetime | None = None) -> list[dict[str, Any]]:
+    """The caller's conversations, most recent activity first."""
+    qs = _annotated_memberships(user_id)
+    if before is not None:
+        qs = qs.filter(conversation__updated_at__lt=before)
+    memberships = list(qs.order_by("-conversation__updated_at", "-conversation_id")[:limit])
+    return conversations_public(memberships)
+
+
+def conversation_detail(*, user_id: object, conversation_id: object) -> dict[str, Any]:
+    pk = as_uuid(conversation_id)
+    membership = _annotated_memberships(user_id).filter(conversation_id=pk).first() if pk else None
+    if membership is None:
+        raise NotFound()
+    return conversations_public([membership])[0]
+
+
+def conversation_member_ids(*, user_id: object, conversation_id: object) -> list[str]:
+    """Current member ids (NotFound when user_id is not a member). For typing."""
+    membership = conversation_get_for_member(user_id=user_id, conversation_id=conversation_id)
+    return [str(u) for u in Membership.objects.filter(conversation_id=membership.conversation_id,
+                                                      left_at__isnull=True).values_list("user_id", flat=True)]
+
+
+def presence_audience(*, user_id: object) -> list[str]:
+    """Users who share a direct or small group conversation with user_id.
+
+    Broadcasts and big groups are left out: their members are not peers, and
+    telling thousands of sockets about every reconnect would be a storm.
+    """
+    mine = Membership.objects.filter(
+        user_id=user_id, left_at__isnull=True,
+        conversation__member_count__lte=settings.MESSAGING_INLINE_FANOUT_MAX,
+    ).exclude(conversation__type=ConversationType.BROADCAST).values("conversation_id")
+    return [str(u) for u in (
+        Membership.objects.filter(conversation_id__in=Subquery(mine), left_at__isnull=True)
+        .exclude(user_id=user_id)
+        .values_list("user_id", flat=True)
+        .distinct()
+    )]
+
+
+def unread_total(*, user_id: object) -> int:
+    """Unread messages across the user's conversations that are not muted (push badge)."""
+    now = timezone.now()
+    return (
+        Membership.objects.filter(user_id=user_id, left_at__isnull=True)
+        .filter(Q(muted_until__isnull=True) | Q(muted_until__lte=now))
+        .annotate(unread=Coalesce(Subquery(_unread_subquery(user_id), output_field=IntegerField()), 0))
+        .aggregate(total=Sum("unread"))["total"]
+        or 0
+    )
+
+
+def user_can_see_attachment(*, user_id: object, attachment_id: object) -> bool:
+    """True when the attachment was sent into a conversation the user is, or was
+    when it was sent, a member of (and the message is not recalled)."""
+    pk = as_uuid(attachment_id)
+    if pk is None:
+        return False
+    member_then = Membership.objects.filter(conversation_id=OuterRef("conversation_id"), user_id=user_id).filter(
+        Q(left_at__isnull=True) | Q(left_seq__gte=OuterRef("seq"))
+    )
+    return Message.objects.filter(attachment_id=pk, deleted_at__isnull=True).filter(Exists(member_then)).exists()
+
+
+def device_cursor_get(*, device_id: object) -> str:
+    """Where a device's next `hello` without a cursor resumes ("" when it never acked)."""
+    position = DeviceCursor.objects.filter(device_id=device_id).values_list("position", flat=True).first()
+    return cursor_encode(position) if position else ""
+

@@ -1,0 +1,1 @@
+"""Push providers behind one small interface: `send(message) -> Outcome`."""

@@ -1,0 +1,56 @@
+"""Celery tasks: thin callers of notifications.services, retry-safe by the delivery rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from notifications import services
+
+# acks_late: a worker killed mid-task leaves the message unacknowledged, so the broker
+# redelivers it; the rows' unique key and claim make a second run harmless.
+COMMON: dict[str, Any] = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "time_limit": 60,
+    "soft_time_limit": 50,
+}
+
+
+@shared_task(
+    name="notifications.push_fanout",
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=5,
+    **COMMON,
+)
+def push_fanout(**kwargs: Any) -> int:
+    return len(services.push_fanout(**kwargs))
+
+
+@shared_task(
+    bind=True,
+    name="notifications.push_deliver",
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    # Provider retries are bounded by PUSH_MAX_ATTEMPTS on the row; this is only a backstop.
+    max_retries=50,
+    **COMMON,
+)
+def push_deliver(self: Any, delivery_id: int) -> str:
+    later = services.push_deliver(delivery_id=delivery_id, claim=self.request.id or f"local-{delivery_id}")
+    if later is not None:
+        # Same task id on retry; the row it retries may be a newer one that the window collapsed into.
+        raise self.retry(args=[later.delivery_id], countdown=later.countdown)
+    return "done"
+
+
+@shared_task(name="notifications.push_sweep", time_limit=120, soft_time_limit=100)
+def push_sweep() -> dict[str, int]:
+    return services.push_sweep()

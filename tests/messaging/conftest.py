@@ -1,0 +1,43 @@
+"""Helpers for the messaging tests: conversations made through the services,
+sends through the API, and a look at what landed in users' streams."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from messaging import services
+from realtime.models import Event
+from tests.factories import SignedInDevice
+
+
+def stream_events(user: Any, type: str | None = None) -> list[tuple[str, dict]]:
+    """(type, data) of every event in the user's stream, oldest first."""
+    user = getattr(user, "user", user)
+    qs = Event.objects.filter(user_id=getattr(user, "pk", user)).order_by("position")
+    if type:
+        qs = qs.filter(type=type)
+    return [(e.type, e.data) for e in qs]
+
+
+def new_direct(a: SignedInDevice, b: SignedInDevice) -> str:
+    conversation, _ = services.conversation_create(creator=a.user, type="direct", user_id=b.user.pk)
+    return conversation["id"]
+
+
+def new_group(owner: SignedInDevice, *members: SignedInDevice, type: str = "group", title: str = "Team") -> str:
+    conversation, _ = services.conversation_create(creator=owner.user, type=type, title=title,
+                                                   member_ids=[m.user.pk for m in members])
+    return conversation["id"]
+
+
+def send_text(who: SignedInDevice, conversation_id: str, text: str = "hi", **extra: Any) -> Any:
+    body = {"client_id": str(uuid.uuid4()), "type": "text", "text": text, **extra}
+    return who.client.post(f"/api/v1/conversations/{conversation_id}/messages", body, format="json")
+
+
+@pytest.fixture
+def direct(alice: SignedInDevice, bob: SignedInDevice) -> str:
+    return new_direct(alice, bob)
