@@ -393,9 +393,10 @@ CELERY_BEAT_SCHEDULE["media.delete_unreferenced"] = {
 MIDDLEWARE.append("core.sunset.SunsetShutdownMiddleware")
 SUNSET_CACHE_SECONDS = env_int("SUNSET_CACHE_SECONDS", 5)
 SUNSET_ANNOUNCE_BATCH = env_int("SUNSET_ANNOUNCE_BATCH", 1000)
-# Dotted path called like notifications.services.push_notify; empty = no push.
-SUNSET_ANNOUNCEMENT_PUSH = env_str("SUNSET_ANNOUNCEMENT_PUSH")
-EXPORT_READY_PUSH = env_str("EXPORT_READY_PUSH")
+# Pushes for system.announcement and export.ready: dotted paths called with push_notify's
+# keyword arguments; set to "" to send none.
+SUNSET_ANNOUNCEMENT_PUSH = env_str("SUNSET_ANNOUNCEMENT_PUSH", "notifications.services.push_notify")
+EXPORT_READY_PUSH = env_str("EXPORT_READY_PUSH", "notifications.services.push_notify")
 # Archives live outside MEDIA_ROOT so a web server publishing /media/ never serves them.
 EXPORT_ROOT = env_str("EXPORT_ROOT") or str(BASE_DIR / "var" / "exports")
 EXPORT_TEMP_DIR = env_str("EXPORT_TEMP_DIR")  # empty: the system's temp directory

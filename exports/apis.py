@@ -10,12 +10,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.ranges import serve_stored_file
-from core.schema import ERROR_RESPONSES
+from core.errors import render_error_response
+from core.schema import ERROR_RESPONSES, ErrorBody
 from core.serializers import TimestampField
 from exports import selectors, services
 from exports.events import export_public
 from exports.models import Export, ExportStatus
+from media.serving import RangeNotSatisfiable, stored_file_response
 
 
 class ExportOutput(serializers.Serializer):
@@ -90,18 +91,27 @@ class ExportDownloadApi(APIView):
         responses={
             (200, "application/zip"): OpenApiResponse(OpenApiTypes.BINARY, description="The whole archive."),
             (206, "application/zip"): OpenApiResponse(OpenApiTypes.BINARY, description="The requested range."),
-            410: OpenApiResponse(ERROR_RESPONSES[404].response, description="export_expired"),
-            416: OpenApiResponse(ERROR_RESPONSES[404].response, description="range_not_satisfiable"),
+            410: OpenApiResponse(ErrorBody, description="export_expired: the file is deleted; request a new export."),
+            416: OpenApiResponse(ErrorBody, description="range_not_satisfiable (with Content-Range: bytes */size)"),
             **ERROR_RESPONSES,
         },
     )
     def get(self, request: Request, export_id: str) -> HttpResponse:
         export = selectors.export_get_downloadable(user=request.user, export_id=export_id)
-        return serve_stored_file(
-            storage=selectors.export_storage(), name=export.storage_name,
-            range_header=request.headers.get("Range"), content_type="application/zip",
-            download_name=f"messages-export-{export.finished_at:%Y-%m-%d}.zip",
-        )
+        storage = selectors.export_storage()
+        fileobj = storage.open(export.storage_name, "rb")
+        try:
+            # The media app's range serving: one implementation of Range/If-Range for the project.
+            return stored_file_response(
+                request._request, fileobj=fileobj, size=export.size, content_type="application/zip",
+                etag=f'"{export.pk}-{export.attempt}"', as_attachment=True,
+                filename=f"messages-export-{export.finished_at:%Y-%m-%d}.zip",
+            )
+        except RangeNotSatisfiable as error:
+            fileobj.close()
+            response = render_error_response(error)
+            response["Content-Range"] = f"bytes */{error.size}"
+            return response
 
 
 class AnnouncementListApi(APIView):

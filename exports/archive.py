@@ -87,7 +87,7 @@ def archive_write(*, user: User, path: Path, on_progress: ProgressCallback) -> N
         archive.writestr("contacts.json", orjson.dumps(contacts, option=orjson.OPT_INDENT_2))
 
         conversations = list(sources.conversations(user_id=user.pk))
-        counts = {c["id"]: sources.message_count(user_id=user.pk, conversation_id=c["id"]) for c in conversations}
+        counts = {c["id"]: sources.message_count(user_id=user.pk, conversation=c) for c in conversations}
         progress = _Progress(sum(counts.values()), on_progress)
         media: dict[str, str] = {}  # attachment id -> archive name
         names = sources.NameBook()
@@ -101,14 +101,15 @@ def archive_write(*, user: User, path: Path, on_progress: ProgressCallback) -> N
             shown_from = max(0, total - index_limit)
             for member in conversation.get("members", []):
                 names.remember(member["user_id"], member.get("display_name", ""))
+            public = {key: value for key, value in conversation.items() if not key.startswith("_")}
             archive.writestr(f"conversations/{conversation_id}/conversation.json",
-                             orjson.dumps(conversation, option=orjson.OPT_INDENT_2))
-            header = {**conversation, "message_count": total, "shown_count": total - shown_from}
+                             orjson.dumps(public, option=orjson.OPT_INDENT_2))
+            header = {**public, "message_count": total, "shown_count": total - shown_from}
             page_data.write((b"," if number else b"") + _page_json(header)[:-1] + b',"messages":[')
             first_shown = True
             with archive.open(f"conversations/{conversation_id}/messages.jsonl", "w", force_zip64=True) as lines:
                 for position, message in enumerate(
-                        sources.messages(user_id=user.pk, conversation_id=conversation_id)):
+                        sources.messages(user_id=user.pk, conversation=conversation)):
                     attachment = message.get("attachment")
                     if attachment and not message.get("deleted"):
                         message["media"] = media.setdefault(str(attachment["id"]), media_name(attachment))

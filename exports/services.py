@@ -184,7 +184,8 @@ def export_build(*, export_id: str) -> BuildOutcome:
             _call_hook("EXPORT_READY_PUSH", user_id=current.user_id, kind=events.EXPORT_READY,
                        title="Your data export is ready",
                        body="Download it from the app within 7 days.",
-                       collapse_key=f"export:{current.pk}", data={"export_id": str(current.pk)})
+                       collapse_key=f"export:{current.pk}", data={"export_id": str(current.pk)},
+                       dedupe_key=f"export.ready:{current.pk}")
         return BuildOutcome.DONE
     except _Superseded:
         logger.info("export %s attempt %s superseded; discarded", export_id, attempt)
@@ -411,5 +412,6 @@ def announcement_deliver(*, sunset_id: int, after_user_id: str | None) -> str | 
         for user_id in fresh:
             _call_hook("SUNSET_ANNOUNCEMENT_PUSH", user_id=user_id, kind=events.SYSTEM_ANNOUNCEMENT,
                        title="Service announcement", body=sunset.message[:180],
-                       collapse_key=f"sunset:{sunset.pk}", data={"announcement_id": str(sunset.pk)})
+                       collapse_key=f"sunset:{sunset.pk}", data={"announcement_id": str(sunset.pk)},
+                       dedupe_key=f"system.announcement:{sunset.pk}:{user_id}")
     return user_ids[-1]
