@@ -54,12 +54,18 @@ def _page_json(value: Any) -> bytes:
     return orjson.dumps(value).replace(b"<", b"\\u003c")
 
 
+# The types the media app stores, with the extension players expect (mimetypes lacks some).
+EXTENSIONS = {
+    "image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif", "image/webp": ".webp", "image/heic": ".heic",
+    "audio/wav": ".wav", "audio/mpeg": ".mp3", "audio/aac": ".aac", "audio/mp4": ".m4a", "audio/ogg": ".ogg",
+    "audio/amr": ".amr", "audio/amr-wb": ".awb", "video/mp4": ".mp4", "video/quicktime": ".mov",
+}
+
+
 def media_name(attachment: dict[str, Any]) -> str:
     """The archive path of an attachment: media/<id><ext>, the extension from its type."""
-    content_type = attachment.get("content_type") or "application/octet-stream"
-    extension = mimetypes.guess_extension(content_type.split(";")[0].strip()) or ".bin"
-    if extension == ".oga":
-        extension = ".ogg"
+    content_type = (attachment.get("content_type") or "application/octet-stream").split(";")[0].strip().lower()
+    extension = EXTENSIONS.get(content_type) or mimetypes.guess_extension(content_type) or ".bin"
     return f"media/{attachment['id']}{extension}"
 
 
