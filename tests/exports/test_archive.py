@@ -202,3 +202,11 @@ def test_index_html_shows_only_the_latest_messages_of_a_huge_conversation(
     conversation = data["conversations"][0]
     assert (conversation["message_count"], conversation["shown_count"]) == (5, 3)
     assert [m["text"] for m in conversation["messages"]] == ["message 2", "message 3", "message 4"]
+
+
+def test_missing_chromium_fails_with_the_install_command(monkeypatch):
+    from tests.exports import chromium
+
+    monkeypatch.setattr(chromium.shutil, "which", lambda name: None)
+    with pytest.raises(pytest.fail.Exception, match=r"apt-get install -y chromium"):
+        chromium.chromium_binary()
