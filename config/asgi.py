@@ -17,3 +17,8 @@ application = ProtocolTypeRouter(
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )
+
+# Refuse oversized attachment uploads before Django spools the body to disk (media/asgi.py).
+from media.asgi import limit_upload_bodies  # noqa: E402
+
+application = limit_upload_bodies(application)

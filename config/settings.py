@@ -279,6 +279,10 @@ MESSAGING_BROADCAST_MAX_MEMBERS = env_int("MESSAGING_BROADCAST_MAX_MEMBERS", 100
 MESSAGING_PUSH_NOTIFY = env_str("MESSAGING_PUSH_NOTIFY", "")
 CELERY_BEAT_SCHEDULE["messaging-fanout-sweep"] = {"task": "messaging.fanout_sweep", "schedule": 60.0}
 ACCOUNT_DELETION_STEPS.append("messaging.services.user_messages_erase")
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
+    "ConversationTypeEnum": "messaging.models.ConversationType",
+    "MessageTypeEnum": "messaging.models.MessageType",
+})
 
 # --- Realtime ------------------------------------------------------------------
 
@@ -381,6 +385,10 @@ MEDIA_ACCESS_CHECK = env_str("MEDIA_ACCESS_CHECK")
 # Uploads never sent in a message are deleted after this many seconds.
 MEDIA_UNREFERENCED_TTL = timedelta(seconds=env_int("MEDIA_UNREFERENCED_TTL", 24 * 3600))
 MEDIA_UPLOAD_LIMIT = (env_int("MEDIA_UPLOAD_LIMIT_PER_HOUR", 300), 3600)
+# Content endpoints answer 302 to the storage's presigned URL (S3) instead of proxying the bytes.
+MEDIA_SERVE_REDIRECT = env_bool("MEDIA_SERVE_REDIRECT", False)
+# Lifetime of the signed content links from GET /attachments/{id}/signed (for <img>/<audio> tags).
+MEDIA_SIGNED_URL_TTL = env_int("MEDIA_SIGNED_URL_TTL", 300)
 CELERY_BEAT_SCHEDULE["media.delete_unreferenced"] = {
     "task": "media.delete_unreferenced",
     "schedule": timedelta(hours=1),

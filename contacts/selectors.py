@@ -12,8 +12,8 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import User, Visibility
-from contacts import lookups  # noqa: F401 - registers the __any lookup
-from contacts.models import Block, BookEntry, DiscoveryPepper, PhoneIndex
+from contacts import bulk
+from contacts.models import Block, BookEntry, DiscoveryPepper
 from core.errors import ApplicationError
 
 
@@ -63,7 +63,7 @@ def discoverable_by(*, viewer_id: object) -> Q:
 @dataclass(frozen=True)
 class Match:
     digest: bytes
-    user: User
+    user: User  # unsaved, public fields only
     visible: bool  # whether the viewer may be told of it (the link itself is kept either way)
 
 
@@ -74,16 +74,8 @@ def index_match(*, viewer_id: object, pepper_id: str, digests: list[bytes]) -> l
     `visible` says whether the user's `discoverable` setting lets the
     viewer see it.
     """
-    if not digests:
-        return []
-    visible = Exists(User.objects.filter(pk=OuterRef("user_id")).filter(discoverable_by(viewer_id=viewer_id)))
-    rows = (
-        PhoneIndex.objects.filter(pepper_id=pepper_id, digest__any=digests, user__is_active=True)
-        .annotate(visible=visible)
-        .select_related("user")
-        .only("digest", "user__id", "user__display_name", "user__about", "user__avatar_url")
-    )
-    return [Match(digest=bytes(row.digest), user=row.user, visible=row.visible) for row in rows]
+    return [Match(digest=row[0], user=bulk.public_user(row), visible=row[5])
+            for row in bulk.index_match(viewer_id=viewer_id, pepper_id=pepper_id, digests=digests)]
 
 
 def contact_list(*, viewer_id: object) -> QuerySet[User]:

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from accounts.models import User, Visibility
-from contacts import events, selectors
+from contacts import bulk, events, selectors
 from contacts.hashing import book_keys, discovery_digest
 from contacts.models import Block, BookEntry, DiscoveryPepper, JoinedNotified, PhoneIndex
 from core import ratelimit
@@ -244,48 +244,47 @@ def contacts_sync(*, user: User, pepper_id: object, mode: object, hashes: object
         # One sync per user at a time: budgets and `replace` see a stable book.
         User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).first()
         if mode == "remove":
-            if keys:
-                BookEntry.objects.filter(owner=user.pk, key__any=keys).delete()
+            removed = bulk.book_entries(owner_id=user.pk, keys=keys)
+            bulk.book_delete(owner_id=user.pk, ids=[pk for pk, _, _ in removed])
             result.stored = selectors.book_size(owner_id=user.pk)
             return result
 
         digests = [bytes.fromhex(text) for text in cleaned]
         matches = selectors.index_match(viewer_id=user.pk, pepper_id=pepper.pk, digests=digests)
-        user_by_digest = {match.digest: match.user for match in matches}
-        existing = dict(
-            BookEntry.objects.filter(owner=user.pk, key__any=keys).values_list("key", "contact_user_id")
-        ) if keys else {}
-        existing = {bytes(key): contact for key, contact in existing.items()}
-        matched_ids = {match.user.pk for match in matches}
-        known_contacts = set(
-            BookEntry.objects.filter(owner=user.pk, contact_user__in=matched_ids).values_list(
-                "contact_user_id", flat=True)
-        ) if matched_ids else set()
+        contact_by_digest = {match.digest: match.user.pk for match in matches}
+        # `replace` reads the whole stored book (it must find what to drop anyway);
+        # `add` probes only the uploaded keys.
+        stored_rows = bulk.book_entries(owner_id=user.pk, keys=None if mode == "replace" else keys)
+        stored_by_key = {key: contact for _, key, contact in stored_rows}
+        if mode == "replace":
+            known_contacts = {contact for contact in stored_by_key.values() if contact is not None}
+        else:
+            known_contacts = set(
+                BookEntry.objects.filter(owner=user.pk, contact_user__in=set(contact_by_digest.values()))
+                .values_list("contact_user_id", flat=True)
+            ) if contact_by_digest else set()
 
-        new_rows: list[BookEntry] = []
+        new_rows: list[tuple[bytes, Any]] = []
         relink: dict[Any, list[bytes]] = {}
         for key, digest in zip(keys, digests, strict=True):
-            contact = user_by_digest.get(digest)
-            contact_id = contact.pk if contact is not None else None
-            if key in existing:
-                if contact_id is not None and existing[key] != contact_id:
+            contact_id = contact_by_digest.get(digest)
+            if key in stored_by_key:
+                if contact_id is not None and stored_by_key[key] != contact_id:
                     relink.setdefault(contact_id, []).append(key)
                 continue
-            # A known contact seen under another pepper is not a discovery.
+            # A known contact uploaded under another pepper is not a discovery.
             if contact_id is None or contact_id not in known_contacts:
                 result.new_hashes += 1
-            new_rows.append(BookEntry(owner_id=user.pk, key=key, contact_user_id=contact_id))
+            new_rows.append((key, contact_id))
 
         _check_budget(user_id=user.pk, client_ip=client_ip, cost=result.new_hashes)
         if mode == "replace":
-            stale = BookEntry.objects.filter(owner=user.pk)
-            if keys:
-                stale = stale.exclude(key__any=keys)
-            stale.delete()
-        BookEntry.objects.bulk_create(new_rows, ignore_conflicts=True, batch_size=5000)
+            wanted = set(keys)
+            bulk.book_delete(owner_id=user.pk, ids=[pk for pk, key, _ in stored_rows if key not in wanted])
+        bulk.book_insert(owner_id=user.pk, rows=new_rows)
         for contact_id, relinked in relink.items():
-            BookEntry.objects.filter(owner=user.pk, key__any=relinked).update(contact_user=contact_id)
-        result.stored = selectors.book_size(owner_id=user.pk)
+            BookEntry.objects.filter(owner=user.pk, key__in=relinked).update(contact_user=contact_id)
+        result.stored = len(keys) if mode == "replace" else selectors.book_size(owner_id=user.pk)
         if result.stored > settings.CONTACTS_MAX_BOOK_SIZE:
             raise ValidationFailed(
                 details={"hashes": [f"An address book holds at most {settings.CONTACTS_MAX_BOOK_SIZE} numbers."]}
@@ -328,7 +327,7 @@ def _link_book_entries(*, user: User) -> int:
     linked = 0
     for _ in range(100_000):  # bounded: each pass links one batch
         ids = list(
-            BookEntry.objects.filter(key__any=keys, contact_user__isnull=True).values_list("pk", flat=True)[:5000]
+            BookEntry.objects.filter(key__in=keys, contact_user__isnull=True).values_list("pk", flat=True)[:5000]
         )
         if not ids:
             break

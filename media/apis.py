@@ -4,22 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import FileResponse
+from django.conf import settings
+from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.errors import NotFound, ValidationFailed, render_error_response
+from core.errors import NotFound, Unauthenticated, ValidationFailed, render_error_response
 from core.schema import ERROR_RESPONSES, ErrorBody
 from core.serializers import StrictSerializer
 from media import selectors, services
 from media.models import Attachment, AttachmentKind
-from media.serving import RangeNotSatisfiable, stored_file_response
+from media.serving import RangeNotSatisfiable, presigned_redirect, stored_file_response
 from media.storage import attachment_storage
 from media.uploads import SizeCapUploadHandler
 
@@ -71,6 +73,25 @@ class AttachmentDetailApi(APIView):
         return Response(selectors.attachment_public(attachment, request=request))
 
 
+class AttachmentSignedLinksOutput(serializers.Serializer):
+    url = serializers.CharField()
+    thumbnail_url = serializers.CharField(allow_null=True)
+    expires_at = serializers.CharField()
+
+
+class AttachmentSignedLinksApi(APIView):
+    @extend_schema(
+        operation_id="attachments_signed_links",
+        description="Extension: short-lived content URLs that need no Authorization header "
+                    "(for <img>/<audio>/<video> tags). They work for the caller only, while the caller "
+                    "may still see the attachment.",
+        responses={200: AttachmentSignedLinksOutput, **ERROR_RESPONSES},
+    )
+    def get(self, request: Request, attachment_id: str) -> Response:
+        attachment = selectors.attachment_get_for_viewer(attachment_id=attachment_id, user_id=request.user.pk)
+        return Response(selectors.attachment_signed_links(attachment, user_id=request.user.pk, request=request))
+
+
 class AnyAcceptNegotiation(BaseContentNegotiation):
     """Media players send `Accept: audio/*`; the body is the file whatever they accept."""
 
@@ -88,16 +109,35 @@ _BINARY = {
 }
 
 
+_TOKEN = OpenApiParameter("token", str, required=False,
+                          description="A signed link token (GET /attachments/{id}/signed) instead of a bearer header.")
+
+
 class _StoredFileApi(APIView):
     content_negotiation_class = AnyAcceptNegotiation
+    # A bearer header or a signed link token: checked in `_viewer`.
+    permission_classes = [AllowAny]
+
+    def _viewer(self, request: Request, attachment_id: str) -> Attachment:
+        if request.user is not None:
+            user_id = str(request.user.pk)
+        elif token := request.query_params.get("token"):
+            user_id = selectors.attachment_signed_viewer(attachment_id=attachment_id, token=token)
+        else:
+            raise Unauthenticated()
+        return selectors.attachment_get_for_viewer(attachment_id=attachment_id, user_id=user_id)
 
     def _serve(self, request: Request, attachment: Attachment, *, name: str, content_type: str,
-               as_attachment: bool, filename: str) -> FileResponse | Response:
+               as_attachment: bool, filename: str) -> HttpResponseBase:
         storage = attachment_storage()
+        if settings.MEDIA_SERVE_REDIRECT:
+            return presigned_redirect(storage, name=name, content_type=content_type,
+                                      as_attachment=as_attachment, filename=filename)
+        size = attachment.size if name == attachment.storage_name else storage.size(name)
         fileobj = storage.open(name, "rb")
         try:
             return stored_file_response(
-                request._request, fileobj=fileobj, size=storage.size(name), content_type=content_type,
+                request._request, fileobj=fileobj, size=size, content_type=content_type,
                 etag=f'"{attachment.sha256}"' if name == attachment.storage_name else f'"{attachment.sha256}-t"',
                 filename=filename, as_attachment=as_attachment,
             )
@@ -109,9 +149,10 @@ class _StoredFileApi(APIView):
 
 
 class AttachmentContentApi(_StoredFileApi):
-    @extend_schema(operation_id="attachments_content", responses={**_BINARY, **ERROR_RESPONSES})
-    def get(self, request: Request, attachment_id: str) -> FileResponse | Response:
-        attachment = selectors.attachment_get_for_viewer(attachment_id=attachment_id, user_id=request.user.pk)
+    @extend_schema(operation_id="attachments_content", parameters=[_TOKEN],
+                   responses={**_BINARY, **ERROR_RESPONSES})
+    def get(self, request: Request, attachment_id: str) -> HttpResponseBase:
+        attachment = self._viewer(request, attachment_id)
         opaque = attachment.kind == AttachmentKind.FILE
         return self._serve(
             request, attachment, name=attachment.storage_name,
@@ -122,9 +163,10 @@ class AttachmentContentApi(_StoredFileApi):
 
 
 class AttachmentThumbnailApi(_StoredFileApi):
-    @extend_schema(operation_id="attachments_thumbnail", responses={**_BINARY, **ERROR_RESPONSES})
-    def get(self, request: Request, attachment_id: str) -> FileResponse | Response:
-        attachment = selectors.attachment_get_for_viewer(attachment_id=attachment_id, user_id=request.user.pk)
+    @extend_schema(operation_id="attachments_thumbnail", parameters=[_TOKEN],
+                   responses={**_BINARY, **ERROR_RESPONSES})
+    def get(self, request: Request, attachment_id: str) -> HttpResponseBase:
+        attachment = self._viewer(request, attachment_id)
         if not attachment.thumbnail_name:
             raise NotFound("The thumbnail is not ready.")
         return self._serve(request, attachment, name=attachment.thumbnail_name, content_type="image/webp",

@@ -105,6 +105,9 @@ def _decode_frames(image: Image.Image) -> list[Image.Image]:
     frame_count = getattr(image, "n_frames", 1)
     if frame_count > settings.MEDIA_IMAGE_MAX_FRAMES:
         raise invalid("The image has too many frames.")
+    # Every frame is decoded into memory: an animation's pixels count in total.
+    if image.width * image.height * frame_count > settings.MEDIA_IMAGE_MAX_PIXELS:
+        raise invalid("The image has too many pixels.")
     if frame_count == 1:
         # Apply the EXIF orientation to the pixels, since the EXIF itself is dropped.
         frame = ImageOps.exif_transpose(image)

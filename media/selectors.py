@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core import signing
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.module_loading import import_string
 from rest_framework.request import Request
 
-from core.errors import NotFound, ValidationFailed
+from accounts.selectors import user_get_active
+from core.errors import NotFound, Unauthenticated, ValidationFailed
+from core.serializers import timestamp
 from media.models import Attachment
 
 
@@ -84,3 +89,38 @@ def attachment_public(attachment: Attachment, *, request: Request | None = None)
         "duration_ms": attachment.duration_ms,
         "name": attachment.original_name,
     }
+
+
+_LINK_SALT = "media.signed-link"
+
+
+def attachment_signed_links(attachment: Attachment, *, user_id: Any,
+                            request: Request | None = None) -> dict[str, Any]:
+    """Short-lived URLs that work without a bearer header, for the viewer `user_id` only.
+
+    The token names the viewer, so serving re-checks that viewer's access: a
+    member who leaves the conversation loses the link with the membership.
+    """
+    token = signing.dumps({"a": str(attachment.pk), "u": str(user_id)}, salt=_LINK_SALT, compress=True)
+    public = attachment_public(attachment, request=request)
+    expires = timezone.now() + timedelta(seconds=settings.MEDIA_SIGNED_URL_TTL)
+    return {
+        "url": f"{public['url']}?token={token}",
+        "thumbnail_url": f"{public['thumbnail_url']}?token={token}" if public["thumbnail_url"] else None,
+        "expires_at": timestamp(expires),
+    }
+
+
+def attachment_signed_viewer(*, attachment_id: Any, token: str) -> str:
+    """The viewer a valid, unexpired link token was made for (Unauthenticated otherwise)."""
+    refused = Unauthenticated("The link has expired or is not valid; ask for a new one.")
+    try:
+        claims = signing.loads(token, salt=_LINK_SALT, max_age=settings.MEDIA_SIGNED_URL_TTL)
+    except signing.BadSignature as exc:  # SignatureExpired is a BadSignature
+        raise refused from exc
+    if not isinstance(claims, dict) or claims.get("a") != str(attachment_id):
+        raise refused
+    try:
+        return str(user_get_active(user_id=claims.get("u")).pk)
+    except NotFound as exc:  # the account was deleted since
+        raise refused from exc

@@ -8,9 +8,15 @@ that starts past the end is 416 with `Content-Range: bytes */<size>`.
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator, Iterator
 from typing import IO
 
-from django.http import FileResponse, HttpRequest
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.files.storage import Storage
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, HttpResponseRedirect, StreamingHttpResponse
+from django.utils.http import content_disposition_header
 
 from core.errors import ApplicationError
 
@@ -53,7 +59,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 class _Slice:
-    """A read-only window over an open stored file; FileResponse streams it in blocks."""
+    """A read-only window over an open stored file, read in blocks."""
 
     def __init__(self, fileobj: IO[bytes], start: int, length: int) -> None:
         self._file = fileobj
@@ -73,8 +79,27 @@ class _Slice:
         self._file.close()
 
 
+def _blocks(window: _Slice) -> Iterator[bytes]:
+    try:
+        while chunk := window.read(BLOCK_SIZE):
+            yield chunk
+    finally:
+        window.close()
+
+
+async def _async_blocks(window: _Slice) -> AsyncIterator[bytes]:
+    # Under ASGI a synchronous iterator would be read whole into memory by Django
+    # before sending (StreamingHttpResponse.__aiter__): read block by block in a thread.
+    read = sync_to_async(window.read, thread_sensitive=False)
+    try:
+        while chunk := await read(BLOCK_SIZE):
+            yield chunk
+    finally:
+        await sync_to_async(window.close, thread_sensitive=False)()
+
+
 def stored_file_response(request: HttpRequest, *, fileobj: IO[bytes], size: int, content_type: str,
-                         etag: str, filename: str, as_attachment: bool) -> FileResponse:
+                         etag: str, filename: str, as_attachment: bool) -> StreamingHttpResponse:
     """200 or 206 streaming response; the caller has already authorised the reader."""
     byte_range = parse_range(request.META.get("HTTP_RANGE"), size)
     if_range = request.META.get("HTTP_IF_RANGE")
@@ -82,11 +107,13 @@ def stored_file_response(request: HttpRequest, *, fileobj: IO[bytes], size: int,
         byte_range = None  # the client's copy is another version: send it whole
     start, end = byte_range if byte_range is not None else (0, size - 1)
     length = max(0, end - start + 1)
-    response = FileResponse(_Slice(fileobj, start, length), content_type=content_type,
-                            as_attachment=as_attachment, filename=filename,
-                            status=206 if byte_range is not None else 200)
-    response.block_size = BLOCK_SIZE
+    window = _Slice(fileobj, start, length)
+    content = _async_blocks(window) if isinstance(request, ASGIRequest) else _blocks(window)
+    response = StreamingHttpResponse(content, content_type=content_type,
+                                     status=206 if byte_range is not None else 200)
     response["Content-Length"] = str(length)
+    if disposition := content_disposition_header(as_attachment, filename):
+        response["Content-Disposition"] = disposition
     if byte_range is not None:
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
     response["Accept-Ranges"] = "bytes"
@@ -96,4 +123,21 @@ def stored_file_response(request: HttpRequest, *, fileobj: IO[bytes], size: int,
     response["X-Content-Type-Options"] = "nosniff"
     # Defence in depth: even if a browser rendered a stored file, no script runs.
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+def presigned_redirect(storage: Storage, *, name: str, content_type: str, as_attachment: bool,
+                       filename: str) -> HttpResponseRedirect:
+    """302 to the object store's own short-lived signed URL (MEDIA_SERVE_REDIRECT).
+
+    For S3-compatible storage: the bucket then serves the bytes and the ranges,
+    with the type and disposition we decide, and the app never proxies a video.
+    Call only after authorising the reader.
+    """
+    parameters = {"ResponseContentType": content_type}
+    if disposition := content_disposition_header(as_attachment, filename):
+        parameters["ResponseContentDisposition"] = disposition
+    url = storage.url(name, parameters=parameters, expire=settings.MEDIA_SIGNED_URL_TTL)
+    response = HttpResponseRedirect(url)
+    response["Cache-Control"] = "private, no-store"  # the target expires
     return response

@@ -6,6 +6,8 @@ urlpatterns = [
     path("attachments", apis.AttachmentUploadApi.as_view(), name="attachment-upload"),
     path("attachments/<str:attachment_id>", apis.AttachmentDetailApi.as_view(), name="attachment-detail"),
     path("attachments/<str:attachment_id>/content", apis.AttachmentContentApi.as_view(), name="attachment-content"),
+    path("attachments/<str:attachment_id>/signed", apis.AttachmentSignedLinksApi.as_view(),
+         name="attachment-signed-links"),
     path("attachments/<str:attachment_id>/thumbnail", apis.AttachmentThumbnailApi.as_view(),
          name="attachment-thumbnail"),
 ]

@@ -28,7 +28,6 @@ from messaging.models import (
     MessageHidden,
     Role,
 )
-from realtime.stream import cursor_encode
 
 
 def as_uuid(value: object) -> uuid.UUID | None:
@@ -42,10 +41,15 @@ def as_uuid(value: object) -> uuid.UUID | None:
         return None
 
 
+def is_inline(conversation: Conversation) -> bool:
+    """Events of conversations this small are appended in the change's own
+    transaction; bigger ones fan out in Celery batches."""
+    return conversation.member_count <= settings.MESSAGING_INLINE_FANOUT_MAX
+
+
 def is_small(conversation: Conversation) -> bool:
-    """Small conversations get inline fan-out, receipts and presence."""
-    return (conversation.type != ConversationType.BROADCAST
-            and conversation.member_count <= settings.MESSAGING_INLINE_FANOUT_MAX)
+    """Small non-broadcast conversations also get per-member receipts and presence."""
+    return conversation.type != ConversationType.BROADCAST and is_inline(conversation)
 
 
 # --- Messages ----------------------------------------------------------------------
@@ -279,8 +283,7 @@ def user_can_see_attachment(*, user_id: object, attachment_id: object) -> bool:
     return Message.objects.filter(attachment_id=pk, deleted_at__isnull=True).filter(Exists(member_then)).exists()
 
 
-def device_cursor_get(*, device_id: object) -> str:
-    """Where a device's next `hello` without a cursor resumes ("" when it never acked)."""
-    position = DeviceCursor.objects.filter(device_id=device_id).values_list("position", flat=True).first()
-    return cursor_encode(position) if position else ""
+def device_cursor_position(*, device_id: object) -> int:
+    """Where a device's next `hello` without a cursor resumes (0 when it never acked)."""
+    return DeviceCursor.objects.filter(device_id=device_id).values_list("position", flat=True).first() or 0
 

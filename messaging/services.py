@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,6 +43,7 @@ from messaging.selectors import (
     as_uuid,
     conversation_detail,
     conversation_get_for_member,
+    is_inline,
     is_small,
     message_get_for_member,
     message_public,
@@ -85,14 +86,18 @@ def message_send(*, sender: User, conversation_id: object, payload: dict,
     return result
 
 
-def message_send_many(requests: Sequence[SendRequest]) -> list[tuple[dict[str, Any], bool] | ApplicationError]:
+def message_send_many(
+    requests: Sequence[SendRequest | Mapping[str, Any]],
+) -> list[tuple[dict[str, Any], bool] | ApplicationError]:
     """Send several messages in one transaction (group commit), each judged on its own.
 
     Checks run before any write, so one bad request fails only itself; the
     messages of each conversation get their seqs from one `UPDATE ... RETURNING`
     and all rows go in one INSERT; all their events go in one stream append.
     Results come back in request order: (Message, created) or the error.
+    A request is a SendRequest or a mapping of its fields.
     """
+    requests = [r if isinstance(r, SendRequest) else SendRequest(**r) for r in requests]
     results: list[Any] = [None] * len(requests)
     pending: list[_Send] = []
     for index, request in enumerate(requests):
@@ -254,7 +259,7 @@ def _emit_new_messages(messages: list[Message]) -> None:
     devices) except those who blocked the sender; big conversations fan out in Celery."""
     if not messages:
         return
-    small_ids = {m.conversation_id for m in messages if is_small(m.conversation)}
+    small_ids = {m.conversation_id for m in messages if is_inline(m.conversation)}
     members: dict[uuid.UUID, list[tuple[str, datetime | None]]] = defaultdict(list)
     if small_ids:
         for cid, user_id, muted_until in Membership.objects.filter(
@@ -303,7 +308,7 @@ def _push_new_message(message: Message, recipients: Iterable[tuple[str, datetime
     now = timezone.now()
     for user_id, muted_until in recipients:
         integrations.push_notify(
-            user_id=user_id, kind="message", title=message.sender.display_name,
+            user_id=user_id, kind=events.MESSAGE_NEW, title=message.sender.display_name,
             body=message.text[:200] if message.deleted_at is None else "", conversation_id=str(message.conversation_id),
             message_id=str(message.pk), muted=bool(muted_until and muted_until > now),
             collapse_key=str(message.conversation_id),
@@ -348,7 +353,7 @@ def fanout_job_run(*, job_id: int, batch_size: int | None = None, max_batches: i
     appended = 0
     for _ in range(max_batches):
         with transaction.atomic():
-            job = (FanoutJob.objects.select_for_update().select_related("message__sender")
+            job = (FanoutJob.objects.select_for_update(of=("self",)).select_related("message__sender")
                    .filter(conversation_id=conversation_id, finished_at__isnull=True).order_by("pk").first())
             if job is None:
                 return appended
@@ -400,7 +405,7 @@ def _emit_to_members(*, conversation: Conversation, type: str, data: dict[str, A
     """One event to every current member (minus those who hid `message`), plus
     `extra_user_ids` (e.g. a member who just left). Big conversations fan out."""
     extra = {str(u) for u in extra_user_ids}
-    if not is_small(conversation):
+    if not is_inline(conversation):
         inline = extra | ({str(actor_id)} if actor_id else set())
         _fan_out(conversation=conversation, type=type, data=data, message=message, inline_user_ids=sorted(inline))
         return
@@ -480,8 +485,13 @@ def _direct_get_or_create(*, creator: User, other_id: object) -> tuple[dict[str,
                                                        created_by=creator, member_count=2)
             Membership.objects.bulk_create([Membership(conversation=conversation, user_id=u, role=Role.MEMBER)
                                             for u in sorted([str(creator.pk), other])])
-            _emit_to_members(conversation=conversation, type=events.CONVERSATION_CREATED,
-                             data=events.conversation_created(_snapshot(conversation)))
+            # Someone who blocked the creator is not told; the conversation
+            # simply exists for them, empty of the creator's messages.
+            audience = [str(creator.pk)]
+            if not integrations.blockers_of(user_id=creator.pk, candidate_ids=[other]):
+                audience.append(other)
+            snapshot = events.conversation_created(_snapshot(conversation))
+            stream_append([PendingEvent(u, events.CONVERSATION_CREATED, snapshot) for u in audience])
     except IntegrityError:
         existing = Conversation.objects.filter(direct_key=key).values_list("pk", flat=True).first()
         if existing is None:

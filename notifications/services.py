@@ -19,6 +19,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
@@ -328,6 +329,8 @@ def push_deliver(*, delivery_id: int, claim: str) -> RetryLater | None:
 def _send(message: PushMessage) -> Outcome:
     try:
         return get_push_backend().send(message)
+    except SoftTimeLimitExceeded:
+        return Retry(reason="task time limit")
     except Exception as exc:
         logger.exception("push provider %s raised", message.provider)
         return Failed(reason=f"{type(exc).__name__}")

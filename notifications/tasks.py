@@ -45,6 +45,9 @@ def push_fanout(**kwargs: Any) -> int:
 )
 def push_deliver(self: Any, delivery_id: int) -> str:
     later = services.push_deliver(delivery_id=delivery_id, claim=self.request.id or f"local-{delivery_id}")
+    if later is not None and self.request.is_eager:
+        # Embedded mode (no broker) cannot wait out a countdown; the row stays PENDING for push_sweep.
+        return "retry later"
     if later is not None:
         # Same task id on retry; the row it retries may be a newer one that the window collapsed into.
         raise self.retry(args=[later.delivery_id], countdown=later.countdown)

@@ -26,7 +26,7 @@ def image_bytes(fmt: str, size: tuple[int, int] = (64, 48), color: tuple[int, in
 
 
 def jpeg_with_gps(size: tuple[int, int] = (64, 48), orientation: int | None = None) -> bytes:
-    """A JPEG whose EXIF has GPS coordinates (and optionally an orientation)."""
+    """A JPEG whose EXIF (and XMP) has GPS coordinates, and optionally an orientation."""
     exif = Image.Exif()
     exif[0x010F] = "PhoneMaker"  # Make
     gps = exif.get_ifd(GPS_IFD)
@@ -40,7 +40,8 @@ def jpeg_with_gps(size: tuple[int, int] = (64, 48), orientation: int | None = No
     # A marker in one corner, to see orientation applied to the pixels.
     image.paste((255, 255, 0), (0, 0, size[0] // 4, size[1] // 4))
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", exif=exif, quality=95)
+    image.save(buffer, format="JPEG", exif=exif, quality=95,
+               xmp=b"<x:xmpmeta><exif:GPSLatitude>51,30.2N</exif:GPSLatitude></x:xmpmeta>")
     return buffer.getvalue()
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import random
 import uuid
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
+from django.core.files.storage import FileSystemStorage
 from PIL import Image
 
 from media import services
@@ -105,6 +108,23 @@ def test_upload_voice_reads_duration_from_the_container(alice, upload, data, con
     assert body["width"] is None and body["thumbnail_url"] is None
 
 
+def test_uploads_spooled_to_disk_are_probed_and_stored_whole(alice, upload, settings, stored_files):
+    # Past FILE_UPLOAD_MAX_MEMORY_SIZE Django streams the part to a temporary file.
+    wav = mediafiles.wav_bytes(seconds=20)
+    noise = Image.frombytes("RGB", (600, 600), random.Random(6).randbytes(600 * 600 * 3))
+    buffer = io.BytesIO()
+    noise.save(buffer, format="PNG")
+    assert min(len(wav), len(buffer.getvalue())) > settings.FILE_UPLOAD_MAX_MEMORY_SIZE
+
+    voice = upload(alice, wav, name="long.wav").json()
+    image = upload(alice, buffer.getvalue(), name="noise.png").json()
+
+    assert voice["duration_ms"] == 20_000
+    assert body_of(alice.client.get(voice["url"])) == wav
+    assert (image["width"], image["height"]) == (600, 600)
+    assert len(stored_files()) == 3  # two originals and the image's thumbnail
+
+
 def test_upload_video_reads_duration_and_size(alice, upload):
     response = upload(alice, mediafiles.mp4_bytes(duration_ms=3000, width=320, height=240), name="clip.mp4")
 
@@ -171,6 +191,7 @@ def test_thumbnail_is_404_until_it_is_made(alice, bob):
 def test_exif_gps_is_stripped_from_what_is_served(alice, upload):
     original = mediafiles.jpeg_with_gps()
     assert Image.open(io.BytesIO(original)).getexif().get_ifd(mediafiles.GPS_IFD)  # the test's premise
+    assert b"GPSLatitude" in original
 
     body = upload(alice, original, name="holiday.jpg").json()
     served = body_of(alice.client.get(body["url"]))
@@ -179,6 +200,7 @@ def test_exif_gps_is_stripped_from_what_is_served(alice, upload):
     assert not image.getexif().get_ifd(mediafiles.GPS_IFD)
     assert len(image.getexif()) == 0
     assert b"Exif" not in served and b"PhoneMaker" not in served
+    assert b"GPSLatitude" not in served and b"xmpmeta" not in served
     assert body["size"] == len(served)
 
 
@@ -266,6 +288,101 @@ def test_content_ignores_the_players_accept_header(alice, upload):
 
     assert response.status_code == 200
     assert response["Content-Type"] == "audio/ogg"
+
+
+# --- Signed links (extension) ------------------------------------------------------------
+
+
+def test_signed_link_works_without_a_bearer_header(alice, upload, api):
+    data = mediafiles.wav_bytes()
+    body = upload(alice, data, name="note.wav").json()
+
+    links = alice.client.get(f"/api/v1/attachments/{body['id']}/signed").json()
+
+    assert links["url"].startswith(body["url"] + "?token=")
+    assert links["thumbnail_url"] is None and links["expires_at"].endswith("Z")
+    response = api.get(links["url"], HTTP_RANGE="bytes=0-3")
+    assert response.status_code == 206
+    assert body_of(response) == data[:4]
+
+
+def test_signed_thumbnail_link(alice, upload, api):
+    body = upload(alice, mediafiles.image_bytes("PNG", (400, 400)), name="p.png").json()
+
+    links = alice.client.get(f"/api/v1/attachments/{body['id']}/signed").json()
+
+    response = api.get(links["thumbnail_url"])
+    assert response.status_code == 200 and response["Content-Type"] == "image/webp"
+
+
+def test_signed_link_expires(alice, upload, api, settings):
+    body = upload(alice, mediafiles.wav_bytes(), name="note.wav").json()
+    links = alice.client.get(f"/api/v1/attachments/{body['id']}/signed").json()
+    settings.MEDIA_SIGNED_URL_TTL = -1  # every token is now older than its lifetime
+
+    _error(api.get(links["url"]), 401, "unauthenticated")
+
+
+def test_signed_link_is_bound_to_its_attachment_and_cannot_be_forged(alice, upload, api):
+    first = upload(alice, mediafiles.wav_bytes(), name="a.wav").json()
+    second = upload(alice, mediafiles.wav_bytes(), name="b.wav").json()
+    token = alice.client.get(f"/api/v1/attachments/{first['id']}/signed").json()["url"].split("token=")[1]
+
+    _error(api.get(f"{second['url']}?token={token}"), 401, "unauthenticated")
+    _error(api.get(f"{first['url']}?token={token[:-2]}xx"), 401, "unauthenticated")
+
+
+def test_signed_link_stops_working_when_access_is_lost(alice, bob, upload, api, access_check):
+    body = upload(alice, mediafiles.wav_bytes(), name="note.wav").json()
+    access_check.add(str(bob.user.pk))
+    links = bob.client.get(f"/api/v1/attachments/{body['id']}/signed").json()
+    assert api.get(links["url"]).status_code == 200
+
+    access_check.discard(str(bob.user.pk))  # bob left the conversation
+
+    _error(api.get(links["url"]), 404, "not_found")
+
+
+def test_non_member_cannot_get_signed_links(alice, bob, upload, access_check):
+    body = upload(alice, mediafiles.wav_bytes(), name="note.wav").json()
+
+    _error(bob.client.get(f"/api/v1/attachments/{body['id']}/signed"), 404, "not_found")
+
+
+# --- Redirect to the object store (S3-compatible storage) -------------------------------------
+
+
+class PresigningStorage(FileSystemStorage):
+    """Local files with an S3-like `url(name, parameters, expire)`: what django-storages' S3Storage offers."""
+
+    def url(self, name, parameters=None, expire=None, http_method=None):
+        return f"https://bucket.example/{name}?{urlencode({**(parameters or {}), 'X-Amz-Expires': expire})}"
+
+
+@pytest.fixture
+def presigning_storage(settings):
+    settings.STORAGES = {**settings.STORAGES, "presigning": {"BACKEND": f"{__name__}.PresigningStorage"}}
+    settings.MEDIA_STORAGE_ALIAS = "presigning"
+    settings.MEDIA_SERVE_REDIRECT = True
+
+
+def test_redirect_mode_sends_members_to_a_presigned_url(alice, bob, upload, presigning_storage, settings,
+                                                        access_check):
+    body = upload(alice, b"%PDF-1.4", name="r.pdf", kind="file").json()
+    storage_name = Attachment.objects.get(pk=body["id"]).storage_name
+
+    response = alice.client.get(body["url"])
+
+    assert response.status_code == 302
+    target = urlparse(response["Location"])
+    query = parse_qs(target.query)
+    assert (target.netloc, target.path) == ("bucket.example", f"/{storage_name}")
+    assert query["ResponseContentType"] == ["application/octet-stream"]
+    assert query["ResponseContentDisposition"][0].startswith("attachment;")
+    assert query["X-Amz-Expires"] == [str(settings.MEDIA_SIGNED_URL_TTL)]
+    assert "no-store" in response["Cache-Control"]
+    # Authorisation still happens here, before any URL is handed out.
+    assert bob.client.get(body["url"]).status_code == 404
 
 
 # --- Range requests -------------------------------------------------------------------
@@ -395,6 +512,18 @@ def test_image_over_the_pixel_setting_is_refused(alice, upload, settings, stored
     assert upload(alice, mediafiles.image_bytes("PNG", (100, 100)), name="ok.png").status_code == 201
 
 
+def test_animation_with_too_many_frames_or_pixels_is_refused(alice, upload, settings, stored_files):
+    settings.MEDIA_IMAGE_MAX_FRAMES = 2
+    error = _error(upload(alice, mediafiles.animated_gif(frames=3), name="a.gif"), 400, "validation_error")
+    assert error["details"] == {"file": ["The image has too many frames."]}
+
+    settings.MEDIA_IMAGE_MAX_FRAMES = 300
+    settings.MEDIA_IMAGE_MAX_PIXELS = 32 * 32 * 2  # one frame fits; three frames in total do not
+    error = _error(upload(alice, mediafiles.animated_gif(frames=3), name="a.gif"), 400, "validation_error")
+    assert error["details"] == {"file": ["The image has too many pixels."]}
+    assert stored_files() == []
+
+
 def test_jpeg_with_an_appended_zip_is_stored_without_the_payload(alice, upload):
     payload = b"PK\x03\x04" + b"evil.html<script>alert(1)</script>" * 10
     body = upload(alice, mediafiles.image_bytes("JPEG") + payload, name="polyglot.jpg").json()
@@ -503,6 +632,14 @@ def test_unknown_kind_and_unknown_fields_are_400(alice, upload):
     assert "kind" in error["details"]
     error = _error(upload(alice, b"abc", name="a", width="10"), 400, "validation_error")
     assert error["details"] == {"width": ["Unknown field."]}
+
+
+def test_malformed_multipart_body_is_400(alice, stored_files):
+    response = alice.client.generic("POST", "/api/v1/attachments", b"--nope\r\nContent-Disposition: form-data",
+                                    content_type="multipart/form-data; boundary=")
+
+    _error(response, 400, "validation_error")
+    assert stored_files() == []
 
 
 def test_json_body_is_415(alice):

@@ -41,3 +41,18 @@ def send_text(who: SignedInDevice, conversation_id: str, text: str = "hi", **ext
 @pytest.fixture
 def direct(alice: SignedInDevice, bob: SignedInDevice) -> str:
     return new_direct(alice, bob)
+
+
+PUSHES: list[dict[str, Any]] = []
+
+
+def record_push(**kwargs: Any) -> None:
+    """Stands in for notifications.services.push_notify via MESSAGING_PUSH_NOTIFY."""
+    PUSHES.append(kwargs)
+
+
+@pytest.fixture
+def pushes(settings: Any) -> list[dict[str, Any]]:
+    settings.MESSAGING_PUSH_NOTIFY = "tests.messaging.conftest.record_push"
+    PUSHES.clear()
+    return PUSHES

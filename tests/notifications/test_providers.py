@@ -283,3 +283,17 @@ def test_retry_after_accepts_seconds_and_http_dates():
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+@pytest.mark.django_db
+def test_webpush_accepts_the_pem_key_that_vapid_gen_writes(settings, vapid_key):
+    from cryptography.hazmat.primitives import serialization
+
+    from notifications.providers.webpush import load_vapid
+
+    settings.PUSH_WEBPUSH_VAPID_PRIVATE_KEY = vapid_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    settings.PUSH_WEBPUSH_VAPID_SUBJECT = "https://example.org/contact"
+    loaded = load_vapid().private_key.private_numbers().private_value
+    assert loaded == vapid_key.private_numbers().private_value

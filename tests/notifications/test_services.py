@@ -385,3 +385,54 @@ def test_sweep_sends_a_delivery_whose_task_was_lost_and_deletes_old_rows(phone, 
     assert PushDelivery.objects.get(pk=lost.pk).status == DeliveryStatus.SENT
     assert PushDelivery.objects.get(pk=waiting.pk).status == DeliveryStatus.PENDING
     assert not PushDelivery.objects.filter(pk=old.pk).exists()
+
+
+@pytest.mark.django_db
+def test_embedded_eager_mode_leaves_a_retry_to_the_sweep(phone, real_fcm, django_capture_on_commit_callbacks):
+    """Without a broker a countdown cannot be waited out: the row stays pending, the sender is unharmed."""
+    real_fcm.script(FCM_SEND, Reply(503, {"error": {"status": "UNAVAILABLE"}}), Reply(200, {"name": "ok"}))
+    with django_capture_on_commit_callbacks(execute=True):
+        notify_message(phone.user)
+    delivery = PushDelivery.objects.get()
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 1)
+    PushDelivery.objects.filter(pk=delivery.pk).update(updated_at=timezone.now() - timedelta(minutes=5),
+                                                       not_before=timezone.now() - timedelta(minutes=4))
+    push_sweep()
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.SENT
+    assert len(real_fcm.requests_to(FCM_SEND)) == 2
+
+
+# --- Presence seam and query cost ----------------------------------------------------------
+
+
+def test_presence_seam_counts_every_device_offline_while_realtime_presence_is_missing(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "realtime.presence", None)  # import now fails as if absent
+    assert services._online_device_ids(["d-1", "d-2"]) == set()
+
+
+def test_presence_seam_asks_realtime_presence_when_it_exists(monkeypatch):
+    import sys
+    import types
+
+    fake = types.ModuleType("realtime.presence")
+    fake.device_ids_online = lambda ids: {i for i in ids if i == "d-2"}
+    monkeypatch.setitem(sys.modules, "realtime.presence", fake)
+    assert services._online_device_ids(["d-1", "d-2"]) == {"d-2"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("devices", [1, 4])
+def test_fanout_costs_the_same_queries_for_any_number_of_devices(bob, devices, django_assert_num_queries):
+    from config.celery import app
+
+    for index in range(devices):
+        extra = bob.another_device(name=f"D{index}", platform="android")
+        device_push_set(device=extra.device, provider="fcm", token=f"token-{index}")
+    app.conf.task_always_eager = False  # deliveries go to Redis; no worker runs them here
+    with django_assert_num_queries(3):  # devices, insert deliveries, read them back
+        scheduled = push_fanout(user_id=str(bob.user.pk), kind="contact.joined", title="Carol joined", body="",
+                                dedupe_key="contact.joined:x")
+    assert len(scheduled) == devices
