@@ -10,6 +10,7 @@ so a request pays one cache read, not a query.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,11 +18,15 @@ from datetime import datetime
 from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from core.errors import ApplicationError, Forbidden, json_error
 from core.serializers import timestamp
+
+logger = logging.getLogger(__name__)
 
 NORMAL = "normal"
 ANNOUNCED = "announced"
@@ -130,7 +135,12 @@ class SunsetShutdownMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path.startswith("/api/") and not request.path.startswith(SHUTDOWN_ALLOWED_PREFIXES):
-            schedule = current_schedule()
+            try:
+                schedule = current_schedule()
+            except (DatabaseError, RedisError, OSError):
+                # Fail open: the view answers 503 for the outage itself, in the error shape.
+                logger.warning("sunset phase unknown: a backing service is down")
+                schedule = None
             if schedule is not None and schedule.phase() == SHUTDOWN:
                 error = ServiceShutDown(details={"shutdown_at": timestamp(schedule.shutdown_at)})
                 return json_error(error.status, error.code, error.message, error.details)

@@ -1,5 +1,6 @@
 """Each sunset phase, seen from the API: normal, announced, read-only, shut down."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -70,13 +71,24 @@ def test_announcements_need_authentication(api):
 
 @pytest.mark.django_db
 def test_read_only_refuses_signup_and_sends_but_login_export_and_history_work(
-        alice, api, otp_test_numbers, django_capture_on_commit_callbacks):
+        alice, bob, api, otp_test_numbers, django_capture_on_commit_callbacks):
     from accounts.models import User
     from accounts.services import _sign_in
+    from messaging.services import conversation_create, message_send
 
     existing = TEST_PHONE_PREFIX + "004"
     _sign_in(e164=existing, device_name="Old phone", platform="ios")
+    direct, _ = conversation_create(creator=alice.user, type="direct", user_id=bob.user.pk)
+    message_send(sender=bob.user, conversation_id=direct["id"],
+                 payload={"client_id": str(uuid.uuid4()), "type": "text", "text": "before the end"})
     make_sunset("read_only")
+
+    history = alice.client.get(f"/api/v1/conversations/{direct['id']}/messages")
+    assert history.status_code == 200
+    assert [m["text"] for m in history.json()["messages"]] == ["before the end"]
+    sync = alice.client.get("/api/v1/sync")
+    assert sync.status_code == 200 and any(e["type"] == "message.new" for e in sync.json()["events"])
+    assert alice.client.get("/api/v1/conversations").status_code == 200
 
     refused = _sign_up(api, TEST_PHONE_PREFIX + "005")
     assert refused.status_code == 403
@@ -113,7 +125,8 @@ def test_shutdown_answers_503_except_export_announcements_and_login(alice, api, 
     closed = alice.client.get("/api/v1/me")
     assert closed.status_code == 503
     assert _error_code(closed) == "service_shut_down"
-    assert alice.client.get("/api/v1/devices").status_code == 503
+    for path in ("/api/v1/devices", "/api/v1/conversations", "/api/v1/sync", "/api/v1/contacts"):
+        assert alice.client.get(path).status_code == 503, path
 
     assert alice.client.get("/api/v1/announcements").json()[0]["phase"] == "shutdown"
     with django_capture_on_commit_callbacks(execute=True):
@@ -211,3 +224,16 @@ def test_future_announcement_waits_for_its_time(alice, django_capture_on_commit_
     with django_capture_on_commit_callbacks(execute=True):
         assert services.sunset_dispatch_due(now=_future(31)) == sunset.pk
     assert [e["type"] for e in stream_read(user_id=alice.user.pk, after=0, limit=10)[0]] == ["system.announcement"]
+
+
+@pytest.mark.django_db
+def test_phase_lookup_outage_fails_open_instead_of_500(alice, monkeypatch):
+    from django.db import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    for error in (RedisConnectionError("down"), OperationalError("down")):
+        def broken(error=error):
+            raise error
+
+        monkeypatch.setattr("core.sunset.current_schedule", broken)
+        assert alice.client.get("/api/v1/me").status_code == 200
