@@ -130,7 +130,7 @@ def archive_write(*, user: User, path: Path, on_progress: ProgressCallback) -> N
 
         for attachment in sources.own_attachments(user_id=user.pk):
             media.setdefault(str(attachment["id"]), media_name(attachment))
-        _write_media(archive, media)
+        _write_media(archive, media, on_progress)
         on_progress(97)
 
         page_data.seek(0)
@@ -140,8 +140,9 @@ def archive_write(*, user: User, path: Path, on_progress: ProgressCallback) -> N
             page.write(INDEX_TAIL)
 
 
-def _write_media(archive: zipfile.ZipFile, media: dict[str, str]) -> None:
+def _write_media(archive: zipfile.ZipFile, media: dict[str, str], on_progress: ProgressCallback) -> None:
     for attachment_id, name in media.items():
+        on_progress(95)  # keeps the heartbeat fresh while large files are copied
         stored = sources.attachment_file(attachment_id=attachment_id)
         if stored is None:
             logger.warning("export: attachment %s has no stored file; skipped", attachment_id)

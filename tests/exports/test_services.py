@@ -225,3 +225,32 @@ def test_account_deletion_erases_the_users_archives(alice, bob, export_dirs, dja
     mine.refresh_from_db()
     assert mine.status == "expired" and mine.storage_name == ""
     assert [path.name for path in export_files(export_dirs)] == [f"{theirs.pk}.zip"]
+
+
+@pytest.mark.django_db
+def test_build_records_progress_and_heartbeat_as_it_goes(alice, bob, monkeypatch, django_capture_on_commit_callbacks):
+    import uuid
+
+    from messaging.services import conversation_create, message_send
+
+    direct, _ = conversation_create(creator=alice.user, type="direct", user_id=bob.user.pk)
+    for number in range(4):
+        message_send(sender=alice.user, conversation_id=direct["id"],
+                     payload={"client_id": str(uuid.uuid4()), "type": "text", "text": f"m{number}"})
+    monkeypatch.setattr("exports.archive.PROGRESS_EVERY", 1)
+    seen: list[tuple[int, object]] = []
+    real_call = services._ProgressReporter.__call__
+
+    def spy(self, percent):
+        self.min_interval = 0.0  # report every step, not every 5 s
+        real_call(self, percent)
+        seen.append(Export.objects.values_list("progress", "heartbeat_at").get(pk=self.export_id))
+
+    monkeypatch.setattr(services._ProgressReporter, "__call__", spy)
+    export = _request_and_build(alice.user, django_capture_on_commit_callbacks)
+
+    progress = [value for value, _ in seen]
+    assert progress[:4] == [23, 47, 71, 95] and progress[-1] == 97
+    assert progress == sorted(progress)
+    assert all(heartbeat is not None for _, heartbeat in seen)
+    assert export.progress == 100
