@@ -419,6 +419,7 @@ CELERY_BEAT_SCHEDULE["exports-expire"] = {"task": "exports.expire", "schedule": 
 CELERY_BEAT_SCHEDULE["exports-recover"] = {"task": "exports.recover", "schedule": 300.0}
 CELERY_BEAT_SCHEDULE["sunset-announce-due"] = {"task": "exports.announce_due", "schedule": 60.0}
 ACCOUNT_DELETION_STEPS.append("exports.services.exports_erase_for_user")
+ACCOUNT_REGISTERED_HOOKS.append("exports.services.announcement_deliver_to_new_user")
 
 # --- Logging: never log phone numbers or address books. -----------------------------
 

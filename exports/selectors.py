@@ -29,8 +29,12 @@ def export_storage() -> Storage:
     return FileSystemStorage(location=settings.EXPORT_ROOT, base_url=None)
 
 
+EXPORT_LIST_LIMIT = 100
+
+
 def export_list(*, user: User) -> QuerySet[Export]:
-    return Export.objects.filter(user=user).order_by("-created_at")
+    """The user's newest exports (at most one a day is possible, so 100 is months of history)."""
+    return Export.objects.filter(user=user).order_by("-created_at")[:EXPORT_LIST_LIMIT]
 
 
 def export_get_for_owner(*, user: User, export_id: object) -> Export:

@@ -415,3 +415,22 @@ def announcement_deliver(*, sunset_id: int, after_user_id: str | None) -> str | 
                        collapse_key=f"sunset:{sunset.pk}", data={"announcement_id": str(sunset.pk)},
                        dedupe_key=f"system.announcement:{sunset.pk}:{user_id}")
     return user_ids[-1]
+
+
+def announcement_deliver_to_new_user(*, user_id: object) -> None:
+    """ACCOUNT_REGISTERED_HOOKS entry: someone who signs up after the fan-out still gets the event."""
+    schedule_row = Sunset.objects.order_by("-created_at", "-id").first()
+    if schedule_row is None or schedule_row.cancelled_at is not None or schedule_row.dispatched_at is None:
+        return  # nothing announced yet; the fan-out, when it runs, includes this user
+    schedule = Schedule(id=schedule_row.pk, announce_at=schedule_row.announce_at,
+                        read_only_at=schedule_row.read_only_at, shutdown_at=schedule_row.shutdown_at,
+                        message=schedule_row.message)
+    with transaction.atomic():
+        _, created = AnnouncementDelivery.objects.get_or_create(sunset=schedule_row, user_id=user_id)
+        if not created:
+            return
+        stream_append([PendingEvent(user_id, events.SYSTEM_ANNOUNCEMENT, events.announcement_public(schedule))])
+        _call_hook("SUNSET_ANNOUNCEMENT_PUSH", user_id=user_id, kind=events.SYSTEM_ANNOUNCEMENT,
+                   title="Service announcement", body=schedule_row.message[:180],
+                   collapse_key=f"sunset:{schedule_row.pk}", data={"announcement_id": str(schedule_row.pk)},
+                   dedupe_key=f"system.announcement:{schedule_row.pk}:{user_id}")

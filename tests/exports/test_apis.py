@@ -149,3 +149,15 @@ def test_failed_export_shows_its_reason_and_serves_nothing(alice):
     assert body["status"] == "failed" and body["error"] == "Not enough storage space."
     assert body["download_url"] is None
     assert alice.client.get(f"/api/v1/me/exports/{failed.pk}/download").status_code == 409
+
+
+@pytest.mark.django_db
+def test_export_list_costs_the_same_queries_for_one_or_many(alice, django_assert_num_queries):
+    finished_export(alice.user, finished_ago=timedelta(days=3))
+    alice.client.get("/api/v1/me/exports")  # warm the device's activity stamp
+    with django_assert_num_queries(2):  # the device token, the exports
+        assert len(alice.client.get("/api/v1/me/exports").json()) == 1
+    for days in range(4, 14):
+        finished_export(alice.user, finished_ago=timedelta(days=days))
+    with django_assert_num_queries(2):
+        assert len(alice.client.get("/api/v1/me/exports").json()) == 11

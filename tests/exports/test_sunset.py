@@ -237,3 +237,34 @@ def test_phase_lookup_outage_fails_open_instead_of_500(alice, monkeypatch):
 
         monkeypatch.setattr("core.sunset.current_schedule", broken)
         assert alice.client.get("/api/v1/me").status_code == 200
+
+
+@pytest.mark.django_db
+def test_someone_who_signs_up_after_the_announcement_still_gets_it(
+        api, otp_test_numbers, pushes, django_capture_on_commit_callbacks):
+    from accounts.models import User
+
+    with django_capture_on_commit_callbacks(execute=True):
+        sunset = services.sunset_schedule(announce_at=timezone.now(), read_only_at=_future(60),
+                                          shutdown_at=_future(120), message="Closing soon.")
+    assert Sunset.objects.get(pk=sunset.pk).dispatched_at is not None
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _sign_up(api, TEST_PHONE_PREFIX + "008").status_code == 200
+    newcomer = User.objects.get(phone=TEST_PHONE_PREFIX + "008")
+    events, _ = stream_read(user_id=newcomer.pk, after=0, limit=10)
+    assert [(e["type"], e["data"]["id"]) for e in events] == [("system.announcement", str(sunset.pk))]
+    assert [p["kind"] for p in pushes if str(p["user_id"]) == str(newcomer.pk)] == ["system.announcement"]
+    services.announcement_deliver_to_new_user(user_id=newcomer.pk)  # a repeated hook changes nothing
+    assert len(stream_read(user_id=newcomer.pk, after=0, limit=10)[0]) == 1
+
+
+@pytest.mark.django_db
+def test_signup_before_any_announcement_gets_no_event(api, otp_test_numbers, django_capture_on_commit_callbacks):
+    from accounts.models import User
+
+    make_sunset("normal")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _sign_up(api, TEST_PHONE_PREFIX + "009").status_code == 200
+    newcomer = User.objects.get(phone=TEST_PHONE_PREFIX + "009")
+    assert stream_read(user_id=newcomer.pk, after=0, limit=10)[0] == []
