@@ -254,3 +254,15 @@ def test_build_records_progress_and_heartbeat_as_it_goes(alice, bob, monkeypatch
     assert progress == sorted(progress)
     assert all(heartbeat is not None for _, heartbeat in seen)
     assert export.progress == 100
+
+
+def test_beat_entries_name_registered_tasks():
+    from django.conf import settings as django_settings
+
+    from config.celery import app
+
+    app.loader.import_default_modules()
+    ours = {entry["task"] for entry in django_settings.CELERY_BEAT_SCHEDULE.values()
+            if entry["task"].startswith("exports.")}
+    assert ours == {"exports.expire", "exports.recover", "exports.announce_due"}
+    assert ours <= set(app.tasks)
