@@ -22,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files import File
 from django.db import IntegrityError, transaction
@@ -195,6 +196,10 @@ def export_build(*, export_id: str) -> BuildOutcome:
                   else "The archive could not be written.")
         logger.warning("export %s failed: %s (errno %s)", export_id, type(exc).__name__, exc.errno)
         _fail_attempt(export_id, attempt, reason, storage_name)
+        return BuildOutcome.DONE
+    except SoftTimeLimitExceeded:
+        logger.warning("export %s ran past its time limit", export_id)
+        _fail_attempt(export_id, attempt, "The export took too long; please request a new one.", storage_name)
         return BuildOutcome.DONE
     except Exception:
         logger.exception("export %s failed", export_id)

@@ -266,3 +266,18 @@ def test_beat_entries_name_registered_tasks():
             if entry["task"].startswith("exports.")}
     assert ours == {"exports.expire", "exports.recover", "exports.announce_due"}
     assert ours <= set(app.tasks)
+
+
+@pytest.mark.django_db
+def test_an_export_past_its_time_limit_fails_with_a_reason(alice, export_dirs, monkeypatch):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    def too_slow(**kwargs):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(services, "archive_write", too_slow)
+    export = Export.objects.create(user=alice.user)
+    services.export_build(export_id=str(export.pk))
+    export.refresh_from_db()
+    assert export.status == "failed" and "took too long" in export.error
+    assert export_files(export_dirs) == []
