@@ -1,16 +1,20 @@
 """Server time of one address-book sync: a 5,000-hash book against the seeded user base.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/msg_contacts REDIS_URL=redis://127.0.0.1:6379/2 \\
-        .venv/bin/python manage.py contacts_seed --users 1000000
+        .venv/bin/python manage.py contacts_seed --users 1000000 --books 400
     DATABASE_URL=... REDIS_URL=... .venv/bin/python bench/contacts_sync.py --runs 30
 
 Times `contacts.services.contacts_sync` in-process (database and Redis work
 included, HTTP excluded) and the whole POST /contacts/sync through Django's
-test client (parsing, auth, rendering included), for three cases:
+test client (parsing, auth, rendering included), for these cases:
 
-- first upload: `replace` with a book never seen before (5,000 rows written),
+- first upload: `replace` by a user whose stored book is empty (5,000 rows written),
 - re-sync: `replace` with the same book again (the everyday case),
-- add: `add` of a fresh 5,000-hash batch onto a book being grown.
+- replace with another book: 5,000 entries out, 5,000 in (the worst case),
+- add: `add` of a fresh 5,000-hash batch onto a book being grown,
+
+and the match query alone (the one indexed statement that finds the
+registered users among the 5,000 hashes).
 
 Each book mixes hits (seeded users) and misses (unregistered numbers).
 It uses its own bench owner users and removes them at the end.
@@ -26,7 +30,9 @@ import random
 import statistics
 import sys
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -42,7 +48,7 @@ from rest_framework.test import APIClient  # noqa: E402
 from accounts.models import User  # noqa: E402
 from accounts.services import device_create, user_delete  # noqa: E402
 from contacts.management.commands.contacts_seed import SEED_NAME, SEED_PREFIX, seed_phone  # noqa: E402
-from contacts.models import BookEntry  # noqa: E402
+from contacts.selectors import index_match  # noqa: E402
 from contacts.services import contacts_sync, pepper_ensure_current  # noqa: E402
 
 
@@ -88,49 +94,65 @@ def main() -> int:
         numbers = list(dict.fromkeys(hits + misses))
         return [client_hash(n) for n in numbers]
 
-    owner = User.objects.create_user(phone=f"+97{rng.randrange(10**10):010d}", display_name="bench-owner")
-    _, token = device_create(user=owner, name="bench", platform="android")
-    http = APIClient()
-    http.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    owners: list[User] = []
+
+    def new_owner() -> tuple[User, APIClient]:
+        """A user with an empty stored book, and an API client signed in as them."""
+        owner = User.objects.create_user(phone=f"+97{rng.randrange(10**10):010d}", display_name="bench-owner")
+        owners.append(owner)
+        _, token = device_create(user=owner, name="bench", platform="android")
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        return owner, client
+
+    def timed(call: Any) -> tuple[float, Any]:
+        started = time.perf_counter()
+        value = call()
+        return (time.perf_counter() - started) * 1000, value
+
     print(f"{seeded} registered users, pepper {pepper.pk}, books of {args.book} hashes "
           f"({args.hits} registered), {args.runs} runs each")
     try:
-        first, resync, added, matched = [], [], [], 0
+        match_only, first, resync, swap, matched = [], [], [], [], 0
         for _ in range(args.runs):
-            hashes = book()
-            started = time.perf_counter()
-            result = contacts_sync(user=owner, pepper_id=pepper.pk, mode="replace", hashes=hashes)
-            first.append((time.perf_counter() - started) * 1000)
-            started = time.perf_counter()
-            contacts_sync(user=owner, pepper_id=pepper.pk, mode="replace", hashes=hashes)
-            resync.append((time.perf_counter() - started) * 1000)
+            digests = [bytes.fromhex(h) for h in book()]
+            match_only.append(timed(lambda d=digests: index_match(viewer_id=uuid.uuid4(), pepper_id=pepper.pk,
+                                                                   digests=d))[0])
+        for _ in range(args.runs):
+            owner, _ = new_owner()
+            hashes, other = book(), book()
+            elapsed, result = timed(lambda o=owner, h=hashes: contacts_sync(
+                user=o, pepper_id=pepper.pk, mode="replace", hashes=h))
+            first.append(elapsed)
             matched = len(result.matches)
-        report("service: first upload (replace)", first)
+            resync.append(timed(lambda o=owner, h=hashes: contacts_sync(
+                user=o, pepper_id=pepper.pk, mode="replace", hashes=h))[0])
+            swap.append(timed(lambda o=owner, h=other: contacts_sync(
+                user=o, pepper_id=pepper.pk, mode="replace", hashes=h))[0])
+        report("match query alone", match_only)
+        report("service: first upload (empty book)", first)
         report("service: re-sync same book", resync)
+        report("service: replace with another book", swap)
 
-        BookEntry.objects.filter(owner=owner).delete()
-        for _ in range(min(args.runs, 10)):
-            started = time.perf_counter()
-            contacts_sync(user=owner, pepper_id=pepper.pk, mode="add", hashes=book())
-            added.append((time.perf_counter() - started) * 1000)
+        owner, _ = new_owner()
+        added = [timed(lambda: contacts_sync(user=owner, pepper_id=pepper.pk, mode="add", hashes=book()))[0]
+                 for _ in range(min(args.runs, 10))]
         report(f"service: add 5k (book to {len(added) * args.book})", added)
 
-        BookEntry.objects.filter(owner=owner).delete()
         http_first, http_resync = [], []
         for _ in range(min(args.runs, 10)):
+            _, client = new_owner()
             body = {"pepper_id": pepper.pk, "mode": "replace", "hashes": book()}
-            started = time.perf_counter()
-            response = http.post("/api/v1/contacts/sync", body, format="json")
-            http_first.append((time.perf_counter() - started) * 1000)
+            elapsed, response = timed(lambda c=client, b=body: c.post("/api/v1/contacts/sync", b, format="json"))
             assert response.status_code == 200, response.content[:300]
-            started = time.perf_counter()
-            http.post("/api/v1/contacts/sync", body, format="json")
-            http_resync.append((time.perf_counter() - started) * 1000)
-        report("HTTP: first upload (replace)", http_first)
+            http_first.append(elapsed)
+            http_resync.append(timed(lambda c=client, b=body: c.post("/api/v1/contacts/sync", b, format="json"))[0])
+        report("HTTP: first upload (empty book)", http_first)
         report("HTTP: re-sync same book", http_resync)
         print(f"matches per sync: {matched} of {args.hits} registered numbers in the book")
     finally:
-        user_delete(user=owner)
+        for owner in owners:
+            user_delete(user=owner)
     return 0
 
 

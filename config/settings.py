@@ -260,6 +260,8 @@ CELERY_BEAT_SCHEDULE["contacts-rotate-pepper"] = {
 }
 ACCOUNT_REGISTERED_HOOKS.append("contacts.services.contacts_user_registered")
 ACCOUNT_DELETION_STEPS.append("contacts.services.contacts_user_deleted")
+# A name of its own for the sync `mode` enum, so no other app's "mode" field collides with it.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["ContactsSyncModeEnum"] = "contacts.services.SYNC_MODES"
 
 # --- Messaging ------------------------------------------------------------------
 
@@ -303,6 +305,7 @@ PUSH_PROVIDERS = env_list("PUSH_PROVIDERS", "fcm,apns,webpush")
 PUSH_HTTP_TIMEOUT_SECONDS = float(env_int("PUSH_HTTP_TIMEOUT_SECONDS", 10))
 # How long a provider keeps an undeliverable push (device off) before dropping it.
 PUSH_TTL_SECONDS = env_int("PUSH_TTL_SECONDS", 24 * 3600)
+PUSH_CALL_TTL_SECONDS = env_int("PUSH_CALL_TTL_SECONDS", 45)
 # Messages to one offline device in one conversation within this window make one notification.
 PUSH_COLLAPSE_SECONDS = env_int("PUSH_COLLAPSE_SECONDS", 3)
 PUSH_COLLAPSE_KINDS = ["message.new"]
@@ -340,6 +343,7 @@ PUSH_WEBPUSH_ALLOWED_HOSTS = env_list(
 )
 PUSH_WEBPUSH_REQUIRE_HTTPS = env_bool("PUSH_WEBPUSH_REQUIRE_HTTPS", default=True)
 CELERY_BEAT_SCHEDULE["notifications.push_sweep"] = {"task": "notifications.push_sweep", "schedule": 60.0}
+ACCOUNT_DELETION_STEPS.append("notifications.services.push_forget_user")
 
 # --- Media -----------------------------------------------------------------------
 
@@ -364,6 +368,7 @@ if env_str("MEDIA_S3_BUCKET"):
                 "file_overwrite": False,
                 "querystring_auth": True,
                 "querystring_expire": env_int("MEDIA_SIGNED_URL_TTL", 300),
+                "signature_version": "s3v4",
             },
         },
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

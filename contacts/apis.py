@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from django.conf import settings
 from drf_spectacular.utils import extend_schema, extend_schema_field
@@ -12,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.apis import PublicUserOutput, public_user_data
+from accounts.models import User
 from contacts import selectors, services
 from core.net import client_ip
 from core.schema import ERROR_RESPONSES
@@ -89,7 +91,15 @@ class ContactListApi(APIView):
     @extend_schema(operation_id="contacts_list", responses={200: ContactOutput(many=True), **ERROR_RESPONSES})
     def get(self, request: Request) -> Response:
         users = selectors.contact_list(viewer_id=request.user.pk)
-        return Response([{"user": public_user_data(user), "mutual": user.mutual} for user in users])
+        return Response([{"user": _contact_user_data(user), "mutual": user.mutual} for user in users])
+
+
+def _contact_user_data(user: User) -> dict[str, Any]:
+    """Public User, plus `last_seen` when the contact's privacy lets the caller see it (as GET /users/{id})."""
+    body = public_user_data(user)
+    if user.last_seen_visible:
+        body["last_seen"] = timestamp(user.last_seen_at)
+    return body
 
 
 class StrictUUIDField(serializers.UUIDField):

@@ -12,33 +12,47 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
+import psycopg
 from django.db import connection
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from accounts.models import User, Visibility
+from accounts.models import Visibility
 from contacts.models import BookEntry, PhoneIndex
 
 # (digest, user id, display_name, about, avatar_url, visible)
 MatchRow = tuple[bytes, UUID, str, str, str, bool]
-# (entry id, key, contact user id or None)
-EntryRow = tuple[int, bytes, UUID | None]
+# (key, contact user id or None)
+EntryRow = tuple[bytes, UUID | None]
 
 
 def _postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
+class _UnpreparedCursor(psycopg.Cursor):
+    """Server-side binding without psycopg's automatic prepared statements.
+
+    Prepared statements would outlive a migration in a long-running worker
+    and do not survive a transaction-pooling proxy; planning these queries
+    costs well under a millisecond.
+    """
+
+    def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None,
+                binary: bool | None = None) -> Any:
+        return super().execute(query, params, prepare=False, binary=binary)
+
+
 @contextmanager
 def binary_cursor() -> Iterator[CursorWrapper]:
     """A server-side-binding cursor on Django's own connection (same transaction, same query logging)."""
-    import psycopg
-
     connection.ensure_connection()
-    raw = psycopg.Cursor(connection.connection)
+    raw = _UnpreparedCursor(connection.connection)
     wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
     with wrapper(raw, connection) as cursor:
         yield cursor
@@ -85,11 +99,11 @@ def book_entries(*, owner_id: object, keys: Sequence[bytes] | None = None) -> li
     if _postgres():
         with binary_cursor() as cursor:
             if keys is None:
-                cursor.execute("SELECT id, key, contact_user_id FROM contacts_bookentry WHERE owner_id = %b",
+                cursor.execute("SELECT key, contact_user_id FROM contacts_bookentry WHERE owner_id = %b",
                                [_uuid(owner_id)])
             else:
                 cursor.execute(
-                    "SELECT b.id, b.key, b.contact_user_id FROM unnest(%b::bytea[]) AS q(k) "
+                    "SELECT b.key, b.contact_user_id FROM unnest(%b::bytea[]) AS q(k) "
                     "JOIN contacts_bookentry b ON b.owner_id = %b AND b.key = q.k",
                     [sorted(keys), _uuid(owner_id)],
                 )
@@ -98,8 +112,8 @@ def book_entries(*, owner_id: object, keys: Sequence[bytes] | None = None) -> li
         queryset = BookEntry.objects.filter(owner=owner_id)
         if keys is not None:
             queryset = queryset.filter(key__in=list(keys))
-        rows = list(queryset.values_list("id", "key", "contact_user_id"))
-    return [(pk, bytes(key), _uuid(contact) if contact is not None else None) for pk, key, contact in rows]
+        rows = list(queryset.values_list("key", "contact_user_id"))
+    return [(bytes(key), _uuid(contact) if contact is not None else None) for key, contact in rows]
 
 
 def book_insert(*, owner_id: object, rows: Sequence[tuple[bytes, UUID | None]]) -> None:
@@ -107,6 +121,7 @@ def book_insert(*, owner_id: object, rows: Sequence[tuple[bytes, UUID | None]]) 
     if not rows:
         return
     if _postgres():
+        rows = sorted(rows, key=lambda row: row[0])  # in index order: neighbouring keys share leaf pages
         with binary_cursor() as cursor:
             cursor.execute(
                 "INSERT INTO contacts_bookentry (owner_id, key, contact_user_id, created_at) "
@@ -121,21 +136,33 @@ def book_insert(*, owner_id: object, rows: Sequence[tuple[bytes, UUID | None]]) 
     )
 
 
-def book_delete(*, owner_id: object, ids: Sequence[int]) -> None:
-    """Delete the owner's entries with these ids."""
-    if not ids:
+def book_delete(*, owner_id: object, keys: Sequence[bytes]) -> None:
+    """Delete the owner's entries with these keys."""
+    if not keys:
         return
     if _postgres():
         with binary_cursor() as cursor:
-            cursor.execute("DELETE FROM contacts_bookentry b USING unnest(%b::bigint[]) AS q(i) "
-                           "WHERE b.id = q.i AND b.owner_id = %b", [sorted(ids), _uuid(owner_id)])
+            cursor.execute("DELETE FROM contacts_bookentry b USING unnest(%b::bytea[]) AS q(k) "
+                           "WHERE b.owner_id = %b AND b.key = q.k", [sorted(keys), _uuid(owner_id)])
         return
-    for start in range(0, len(ids), 500):
-        BookEntry.objects.filter(owner=owner_id, pk__in=ids[start:start + 500]).delete()
+    for start in range(0, len(keys), 500):
+        BookEntry.objects.filter(owner=owner_id, key__in=list(keys[start:start + 500])).delete()
 
 
-def public_user(row: MatchRow) -> User:
-    """An unsaved User carrying just the public fields, for accounts.apis.public_user_data."""
+@dataclass(frozen=True, slots=True)
+class PublicUser:
+    """The public fields of a matched user, all accounts.apis.public_user_data reads.
+
+    Building 500 model instances per sync cost more than the query behind them.
+    """
+
+    pk: UUID
+    display_name: str
+    about: str
+    avatar_url: str
+
+
+def public_user(row: MatchRow) -> PublicUser:
     _, user_id, display_name, about, avatar_url, _ = row
-    return User(id=user_id, display_name=display_name, about=about, avatar_url=avatar_url)
+    return PublicUser(pk=user_id, display_name=display_name, about=about, avatar_url=avatar_url)
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from uuid import UUID
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import User, Visibility
@@ -63,7 +63,7 @@ def discoverable_by(*, viewer_id: object) -> Q:
 @dataclass(frozen=True)
 class Match:
     digest: bytes
-    user: User  # unsaved, public fields only
+    user: bulk.PublicUser
     visible: bool  # whether the viewer may be told of it (the link itself is kept either way)
 
 
@@ -79,14 +79,26 @@ def index_match(*, viewer_id: object, pepper_id: str, digests: list[bytes]) -> l
 
 
 def contact_list(*, viewer_id: object) -> QuerySet[User]:
-    """Registered users in the viewer's book that the viewer may see, with `mutual` (one query)."""
+    """Registered users in the viewer's book that the viewer may see (one query).
+
+    Each carries `mutual` (they have the viewer in their book too) and
+    `last_seen_visible` (the same rule as accounts.selectors.last_seen_visible_to:
+    their last_seen setting allows the viewer and they have not blocked the viewer).
+    """
     in_book = BookEntry.objects.filter(owner=viewer_id, contact_user=OuterRef("pk"))
-    has_viewer = BookEntry.objects.filter(owner=OuterRef("pk"), contact_user=viewer_id)
+    has_viewer = Exists(BookEntry.objects.filter(owner=OuterRef("pk"), contact_user=viewer_id))
+    blocked_viewer = Exists(Block.objects.filter(blocker=OuterRef("pk"), blocked=viewer_id))
+    last_seen_allows = Q(last_seen_visibility=Visibility.EVERYONE) | (
+        Q(last_seen_visibility=Visibility.CONTACTS) & has_viewer
+    )
     return (
         User.objects.filter(Exists(in_book), is_active=True)
         .exclude(pk=viewer_id)
         .filter(discoverable_by(viewer_id=viewer_id))
-        .annotate(mutual=Exists(has_viewer))
+        .annotate(
+            mutual=has_viewer,
+            last_seen_visible=ExpressionWrapper(last_seen_allows & ~blocked_viewer, output_field=BooleanField()),
+        )
         .order_by("display_name", "pk")
     )
 

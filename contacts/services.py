@@ -14,9 +14,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from kombu.exceptions import OperationalError as BrokerError
 
 from accounts.models import User, Visibility
 from contacts import bulk, events, selectors
+from contacts.bulk import PublicUser
 from contacts.hashing import book_keys, discovery_digest
 from contacts.models import Block, BookEntry, DiscoveryPepper, JoinedNotified, PhoneIndex
 from core import ratelimit
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 SYNC_MODES = ("replace", "add", "remove")
 DAY = 86400
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX_RUN = re.compile(r"[0-9a-f]*")
 _MAX_DETAIL_ERRORS = 20
 
 
@@ -49,7 +52,7 @@ def pepper_index_build(*, pepper: DiscoveryPepper, batch_size: int | None = None
     total = 0
     last_id = None
     users = User.objects.filter(is_active=True, phone__isnull=False).order_by("pk")
-    while True:
+    for _ in range(1_000_000):  # bounded: one batch per pass, keyset-paged by id
         page = users if last_id is None else users.filter(pk__gt=last_id)
         batch = list(page.values_list("pk", "phone")[:size])
         if not batch:
@@ -153,7 +156,17 @@ def contacts_user_registered(*, user_id: object) -> None:
              for p in peppers],
             ignore_conflicts=True,
         )
-        transaction.on_commit(lambda: notify_contact_joined.delay(str(user.pk)))
+        transaction.on_commit(lambda: _enqueue_joined(notify_contact_joined, user.pk))
+
+
+def _enqueue_joined(task: Any, user_id: object) -> None:
+    # Runs after the signup (or sync) committed: a broker outage must not turn
+    # it into an error. The number is indexed either way; only the
+    # announcement is lost, and it is logged.
+    try:
+        task.delay(str(user_id))
+    except BrokerError:
+        logger.warning("contact.joined not enqueued for a new user", exc_info=True)
 
 
 def contacts_user_deleted(*, user_id: object) -> None:
@@ -176,7 +189,7 @@ def contacts_user_deleted(*, user_id: object) -> None:
 
 @dataclass
 class SyncResult:
-    matches: list[tuple[str, User]] = field(default_factory=list)
+    matches: list[tuple[str, PublicUser]] = field(default_factory=list)
     stored: int = 0
     new_hashes: int = 0
 
@@ -186,6 +199,11 @@ def _clean_hashes(hashes: object) -> list[str]:
         raise ValidationFailed(details={"hashes": ["Must be a list of hex strings."]})
     if len(hashes) > settings.CONTACTS_MAX_BATCH:
         raise ValidationFailed(details={"hashes": [f"At most {settings.CONTACTS_MAX_BATCH} hashes per request."]})
+    # Fast path: C-level checks over the whole book; the loop below only names the bad items.
+    if all(type(value) is str and len(value) == 64 for value in hashes):
+        lowered = [value.lower() for value in hashes]
+        if _HEX_RUN.fullmatch("".join(lowered)) and len(set(lowered)) == len(lowered):
+            return lowered
     errors: dict[str, list[str]] = {}
     seen: set[str] = set()
     cleaned = []
@@ -244,8 +262,7 @@ def contacts_sync(*, user: User, pepper_id: object, mode: object, hashes: object
         # One sync per user at a time: budgets and `replace` see a stable book.
         User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).first()
         if mode == "remove":
-            removed = bulk.book_entries(owner_id=user.pk, keys=keys)
-            bulk.book_delete(owner_id=user.pk, ids=[pk for pk, _, _ in removed])
+            bulk.book_delete(owner_id=user.pk, keys=keys)
             result.stored = selectors.book_size(owner_id=user.pk)
             return result
 
@@ -255,7 +272,7 @@ def contacts_sync(*, user: User, pepper_id: object, mode: object, hashes: object
         # `replace` reads the whole stored book (it must find what to drop anyway);
         # `add` probes only the uploaded keys.
         stored_rows = bulk.book_entries(owner_id=user.pk, keys=None if mode == "replace" else keys)
-        stored_by_key = {key: contact for _, key, contact in stored_rows}
+        stored_by_key = dict(stored_rows)
         if mode == "replace":
             known_contacts = {contact for contact in stored_by_key.values() if contact is not None}
         else:
@@ -280,7 +297,7 @@ def contacts_sync(*, user: User, pepper_id: object, mode: object, hashes: object
         _check_budget(user_id=user.pk, client_ip=client_ip, cost=result.new_hashes)
         if mode == "replace":
             wanted = set(keys)
-            bulk.book_delete(owner_id=user.pk, ids=[pk for pk, key, _ in stored_rows if key not in wanted])
+            bulk.book_delete(owner_id=user.pk, keys=[key for key in stored_by_key if key not in wanted])
         bulk.book_insert(owner_id=user.pk, rows=new_rows)
         for contact_id, relinked in relink.items():
             BookEntry.objects.filter(owner=user.pk, key__in=relinked).update(contact_user=contact_id)
@@ -300,7 +317,7 @@ def contacts_sync(*, user: User, pepper_id: object, mode: object, hashes: object
             # A "contacts"-only newcomer is announced to owners once their own book holds them.
             from contacts.tasks import notify_contact_joined
 
-            transaction.on_commit(lambda: notify_contact_joined.delay(str(user.pk)))
+            transaction.on_commit(lambda: _enqueue_joined(notify_contact_joined, user.pk))
     return result
 
 
@@ -326,12 +343,11 @@ def _link_book_entries(*, user: User) -> int:
         return 0
     linked = 0
     for _ in range(100_000):  # bounded: each pass links one batch
-        ids = list(
-            BookEntry.objects.filter(key__in=keys, contact_user__isnull=True).values_list("pk", flat=True)[:5000]
-        )
-        if not ids:
+        unlinked = BookEntry.objects.filter(key__in=keys, contact_user__isnull=True)
+        owners = list(unlinked.values_list("owner_id", flat=True)[:5000])
+        if not owners:
             break
-        linked += BookEntry.objects.filter(pk__in=ids, contact_user__isnull=True).update(contact_user=user.pk)
+        linked += unlinked.filter(owner__in=owners).update(contact_user=user.pk)
     return linked
 
 

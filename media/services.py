@@ -37,37 +37,36 @@ def attachment_create(*, uploader: User, upload: UploadedFile, kind: str | None 
     ratelimit.hit("media-upload", str(uploader.pk), settings.MEDIA_UPLOAD_LIMIT)
     if not upload.size:
         raise probe.invalid("The file is empty.")
-    upload.seek(0)
-    sniffed = sniff(upload.read(SNIFF_BYTES))
-
-    if kind == AttachmentKind.FILE:
-        # Any bytes, served only as an opaque download (see apis.AttachmentContentApi).
-        probed = probe.Probed(AttachmentKind.FILE, OPAQUE_CONTENT_TYPE)
-        _check_size(AttachmentKind.FILE, upload.size)
-    elif sniffed is None:
-        if kind:
-            raise probe.refuse_kind(kind, "not a supported image, voice or video format")
-        probed = probe.Probed(AttachmentKind.FILE, OPAQUE_CONTENT_TYPE)
-        _check_size(AttachmentKind.FILE, upload.size)
-    else:
-        # An MP4 container is voice or video by its tracks; anything else is fixed by its magic.
-        container = sniffed.format == "mp4"
-        if kind and kind != sniffed.kind and not (container and kind == AttachmentKind.VOICE):
-            raise probe.refuse_kind(kind, sniffed.content_type)
-        _check_size(kind or sniffed.kind, upload.size)
-        if sniffed.kind == AttachmentKind.IMAGE:
-            probed = probe.probe_image(upload, sniffed)
-        else:
-            probed = probe.probe_av(upload, sniffed)
-        if kind and probed.kind != kind:
-            _close(probed.replacement)
-            raise probe.refuse_kind(kind, probed.content_type)
-        _check_size(probed.kind, upload.size)
-
+    probed = _probe(upload=upload, kind=kind)
     try:
         return _attachment_store(uploader=uploader, upload=upload, probed=probed)
     finally:
         _close(probed.replacement)
+
+
+def _probe(*, upload: UploadedFile, kind: str | None) -> probe.Probed:
+    upload.seek(0)
+    sniffed = sniff(upload.read(SNIFF_BYTES))
+    if kind == AttachmentKind.FILE or (sniffed is None and not kind):
+        # Any bytes, served only as an opaque download (see apis.AttachmentContentApi).
+        _check_size(AttachmentKind.FILE, upload.size)
+        return probe.Probed(AttachmentKind.FILE, OPAQUE_CONTENT_TYPE)
+    if sniffed is None:
+        raise probe.refuse_kind(kind or "", "not a supported image, voice or video format")
+    # An MP4 container is voice or video by its tracks; any other format's kind is fixed by its magic.
+    container = sniffed.format == "mp4"
+    if kind and kind != sniffed.kind and not (container and kind == AttachmentKind.VOICE):
+        raise probe.refuse_kind(kind, sniffed.content_type)
+    _check_size(kind or sniffed.kind, upload.size)
+    if sniffed.kind == AttachmentKind.IMAGE:
+        probed = probe.probe_image(upload, sniffed)
+    else:
+        probed = probe.probe_av(upload, sniffed)
+    if kind and probed.kind != kind:
+        _close(probed.replacement)
+        raise probe.refuse_kind(kind, probed.content_type)
+    _check_size(probed.kind, upload.size)
+    return probed
 
 
 def _check_size(kind: str, size: int) -> None:

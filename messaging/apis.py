@@ -21,6 +21,7 @@ from messaging.inputs import (
     MessageSendInput,
     MuteInput,
     ReadInput,
+    StrictDateTimeField,
     int_param,
     validated,
 )
@@ -109,8 +110,6 @@ class ConversationListApi(APIView):
         before = request.query_params.get("before") or None
         before_at = None
         if before is not None:
-            from messaging.inputs import StrictDateTimeField
-
             try:
                 before_at = StrictDateTimeField().to_internal_value(before)
             except serializers.ValidationError as exc:

@@ -28,6 +28,7 @@ from messaging.models import (
     MessageHidden,
     Role,
 )
+from realtime.stream import cursor_encode
 
 
 def as_uuid(value: object) -> uuid.UUID | None:
@@ -286,4 +287,10 @@ def user_can_see_attachment(*, user_id: object, attachment_id: object) -> bool:
 def device_cursor_position(*, device_id: object) -> int:
     """Where a device's next `hello` without a cursor resumes (0 when it never acked)."""
     return DeviceCursor.objects.filter(device_id=device_id).values_list("position", flat=True).first() or 0
+
+
+def device_cursor_get(*, device_id: object) -> str:
+    """The same, as a cursor ("" when the device never acked)."""
+    position = device_cursor_position(device_id=device_id)
+    return cursor_encode(position) if position else ""
 

@@ -14,7 +14,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -47,6 +47,7 @@ from messaging.selectors import (
     is_small,
     message_get_for_member,
     message_public,
+    messages_public,
 )
 from realtime.models import Event
 from realtime.stream import PendingEvent, cursor_decode, stream_append, stream_head
@@ -74,6 +75,7 @@ class _Send:
     data: dict[str, Any]
     membership: Membership | None = None
     message: Message | None = None
+    public: dict[str, Any] | None = None
 
 
 def message_send(*, sender: User, conversation_id: object, payload: dict,
@@ -100,11 +102,11 @@ def message_send_many(
     requests = [r if isinstance(r, SendRequest) else SendRequest(**r) for r in requests]
     results: list[Any] = [None] * len(requests)
     pending: list[_Send] = []
-    for index, request in enumerate(requests):
-        try:
-            pending.append(_Send(index, request, validated(MessageSendInput, request.payload)))
-        except ApplicationError as error:
-            results[index] = error
+    for index, (request, data) in enumerate(zip(requests, _validate_payloads(requests), strict=True)):
+        if isinstance(data, ApplicationError):
+            results[index] = data
+        else:
+            pending.append(_Send(index, request, data))
     pending = _drop_replays(pending, results)
     pending = _authorise_sends(pending, results)
     raced: list[_Send] = []
@@ -115,13 +117,31 @@ def message_send_many(
             if len(pending) != 1:
                 raise
             raced = pending  # The one send lost a client_id race (or a reply_to vanished).
+    lost = {item.index for item in raced}
     for item in pending:
-        if item not in raced and item.message is not None:
-            results[item.index] = (message_public(item.message), True)
+        if item.index not in lost and item.public is not None:
+            results[item.index] = (item.public, True)
     for item in raced:
         original = Message.objects.filter(sender=item.request.sender, client_id=item.data["client_id"]).first()
         results[item.index] = (message_public(original), False) if original else Conflict()
     return results
+
+
+def _validate_payloads(requests: list[SendRequest]) -> list[dict[str, Any] | ApplicationError]:
+    """Validate every payload; a whole valid batch shares one serializer
+    (building one per message costs more than the message's SQL)."""
+    payloads = [r.payload for r in requests]
+    if len(payloads) > 1 and all(isinstance(p, dict) for p in payloads):
+        batch = MessageSendInput(data=payloads, many=True)
+        if batch.is_valid():
+            return [dict(data) for data in batch.validated_data]
+    out: list[dict[str, Any] | ApplicationError] = []
+    for payload in payloads:
+        try:
+            out.append(validated(MessageSendInput, payload))
+        except ApplicationError as error:
+            out.append(error)
+    return out
 
 
 def _drop_replays(pending: list[_Send], results: list[Any]) -> list[_Send]:
@@ -203,7 +223,10 @@ def _write_sends(pending: list[_Send]) -> list[_Send]:
                     except IntegrityError:
                         item.message = None
                         raced.append(item)
-        _emit_new_messages([item.message for item in written if item.message is not None])
+        written = [item for item in written if item.message is not None]
+        for item, public in zip(written, messages_public(item.message for item in written), strict=True):
+            item.public = public
+        _emit_new_messages([(item.message, item.public) for item in written])
     return raced
 
 
@@ -254,11 +277,12 @@ def _allocate_seqs(*, conversation_id: uuid.UUID, count: int, last_message_id: u
         return cursor.fetchone()[0]
 
 
-def _emit_new_messages(messages: list[Message]) -> None:
+def _emit_new_messages(sent: list[tuple[Message, dict[str, Any]]]) -> None:
     """message.new to every current member (the sender included, for their other
     devices) except those who blocked the sender; big conversations fan out in Celery."""
-    if not messages:
+    if not sent:
         return
+    messages = [message for message, _ in sent]
     small_ids = {m.conversation_id for m in messages if is_inline(m.conversation)}
     members: dict[uuid.UUID, list[tuple[str, datetime | None]]] = defaultdict(list)
     if small_ids:
@@ -273,8 +297,7 @@ def _emit_new_messages(messages: list[Message]) -> None:
     pending: list[PendingEvent] = []
     hidden: list[MessageHidden] = []
     jobs: list[FanoutJob] = []
-    for message in messages:
-        public = message_public(message)
+    for message, public in sent:
         sender_id = str(message.sender_id)
         if message.attachment_id:
             integrations.attachment_mark_used(attachment_id=message.attachment_id)
@@ -302,6 +325,11 @@ def _emit_new_messages(messages: list[Message]) -> None:
         _enqueue_fanout([job.pk for job in jobs])
 
 
+# What a push says for a message without text (the push app drops it when previews are off).
+_PUSH_LABELS = {"image": "Photo", "voice": "Voice message", "video": "Video", "file": "File",
+                "location": "Location", "sticker": "Sticker"}
+
+
 def _push_new_message(message: Message, recipients: Iterable[tuple[str, datetime | None]]) -> None:
     if not settings.MESSAGING_PUSH_NOTIFY:
         return
@@ -309,7 +337,7 @@ def _push_new_message(message: Message, recipients: Iterable[tuple[str, datetime
     for user_id, muted_until in recipients:
         integrations.push_notify(
             user_id=user_id, kind=events.MESSAGE_NEW, title=message.sender.display_name,
-            body=message.text[:200] if message.deleted_at is None else "", conversation_id=str(message.conversation_id),
+            body=message.text[:200] or _PUSH_LABELS.get(message.type, ""), conversation_id=str(message.conversation_id),
             message_id=str(message.pk), muted=bool(muted_until and muted_until > now),
             collapse_key=str(message.conversation_id),
         )
@@ -332,14 +360,15 @@ def _enqueue_fanout(job_ids: list[int]) -> None:
 
 
 def _fan_out(*, conversation: Conversation, type: str, data: dict[str, Any], message: Message | None = None,
-             inline_user_ids: Iterable[str] = ()) -> None:
-    """Append an event for every current member of a big conversation, in Celery
-    batches. `inline_user_ids` get theirs now (the actor, for their other devices)."""
+             inline_user_ids: Iterable[str] = ()) -> list[PendingEvent]:
+    """Promise an event to every current member of a big conversation, appended
+    in Celery batches; returns the events `inline_user_ids` get now (the actor,
+    for their other devices)."""
     inline = [str(u) for u in inline_user_ids]
-    stream_append([PendingEvent(u, type, data) for u in inline])
     job = FanoutJob.objects.create(conversation=conversation, message=message, event_type=type, data=data,
                                    exclude_user_ids=inline, cutoff=timezone.now())
     _enqueue_fanout([job.pk])
+    return [PendingEvent(u, type, data) for u in inline]
 
 
 def fanout_job_run(*, job_id: int, batch_size: int | None = None, max_batches: int = 100_000) -> int:
@@ -392,29 +421,39 @@ def _fanout_batch(job: FanoutJob, batch_size: int) -> int:
     return len(recipients)
 
 
+def fanout_jobs_prune(*, older_than: timedelta = timedelta(days=1)) -> int:
+    """Forget finished jobs; their events live in the streams."""
+    deleted, _ = FanoutJob.objects.filter(finished_at__lt=timezone.now() - older_than).delete()
+    return deleted
+
+
 def fanout_jobs_stalled(*, older_than_seconds: int = 60) -> list[int]:
     """Unfinished jobs whose task may have been lost (process died before enqueueing)."""
-    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     return list(FanoutJob.objects.filter(finished_at__isnull=True, created_at__lt=cutoff)
                 .order_by("pk").values_list("pk", flat=True)[:1000])
 
 
 def _emit_to_members(*, conversation: Conversation, type: str, data: dict[str, Any],
                      message: Message | None = None, actor_id: object = None,
-                     extra_user_ids: Iterable[str] = ()) -> None:
-    """One event to every current member (minus those who hid `message`), plus
-    `extra_user_ids` (e.g. a member who just left). Big conversations fan out."""
+                     extra_user_ids: Iterable[str] = ()) -> list[PendingEvent]:
+    """One event for every current member (minus those who hid `message`), plus
+    `extra_user_ids` (e.g. a member who just left). Big conversations fan out.
+
+    Returns the events to append now: each transaction appends once, so its
+    stream-counter locks are taken in one sorted batch (no deadlock between
+    transactions appending to overlapping users)."""
     extra = {str(u) for u in extra_user_ids}
     if not is_inline(conversation):
         inline = extra | ({str(actor_id)} if actor_id else set())
-        _fan_out(conversation=conversation, type=type, data=data, message=message, inline_user_ids=sorted(inline))
-        return
+        return _fan_out(conversation=conversation, type=type, data=data, message=message,
+                        inline_user_ids=sorted(inline))
     qs = Membership.objects.filter(conversation=conversation, left_at__isnull=True)
     if message is not None:
         qs = qs.exclude(user_id__in=MessageHidden.objects.filter(message=message).values("user_id"))
     user_ids = [str(u) for u in qs.order_by("joined_at", "pk").values_list("user_id", flat=True)]
     user_ids += sorted(extra - set(user_ids))
-    stream_append([PendingEvent(u, type, data) for u in user_ids])
+    return [PendingEvent(u, type, data) for u in user_ids]
 
 
 # --- Conversations ---------------------------------------------------------------------
@@ -466,8 +505,9 @@ def conversation_create(*, creator: User, type: str, user_id: object = None, tit
             [Membership(conversation=conversation, user=creator, role=Role.OWNER)]
             + [Membership(conversation=conversation, user_id=u, role=Role.MEMBER) for u in others]
         )
-        _emit_to_members(conversation=conversation, type=events.CONVERSATION_CREATED,
-                         data=events.conversation_created(_snapshot(conversation)), actor_id=creator.pk)
+        stream_append(_emit_to_members(conversation=conversation, type=events.CONVERSATION_CREATED,
+                                       data=events.conversation_created(_snapshot(conversation)),
+                                       actor_id=creator.pk))
     return conversation_detail(user_id=creator.pk, conversation_id=conversation.pk), True
 
 
@@ -524,9 +564,9 @@ def conversation_update(*, actor: User, conversation_id: object, title: str) -> 
         conversation.title = title.strip()
         conversation.updated_at = timezone.now()
         conversation.save(update_fields=["title", "updated_at"])
-        _emit_to_members(conversation=conversation, type=events.CONVERSATION_UPDATED, actor_id=actor.pk,
-                         data=events.conversation_updated(conversation_id=str(conversation.pk),
-                                                          title=conversation.title))
+        stream_append(_emit_to_members(
+            conversation=conversation, type=events.CONVERSATION_UPDATED, actor_id=actor.pk,
+            data=events.conversation_updated(conversation_id=str(conversation.pk), title=conversation.title)))
     return conversation_detail(user_id=actor.pk, conversation_id=conversation.pk)
 
 
@@ -557,26 +597,26 @@ def members_add(*, actor: User, conversation_id: object, user_ids: Iterable[obje
             conversation.updated_at = now
             conversation.save(update_fields=["member_count", "updated_at"])
             snapshot = events.conversation_created(_snapshot(conversation))
-            stream_append([PendingEvent(u, events.CONVERSATION_CREATED, snapshot) for u in added])
+            pending = [PendingEvent(u, events.CONVERSATION_CREATED, snapshot) for u in added]
             for user_id in added:
-                _emit_member_change(conversation=conversation, type=events.MEMBER_ADDED, actor_id=actor.pk,
-                                    data=events.member_added(conversation_id=str(conversation.pk), user_id=user_id,
-                                                             role=Role.MEMBER, by=str(actor.pk)),
-                                    affected=user_id)
+                pending += _emit_member_change(
+                    conversation=conversation, type=events.MEMBER_ADDED, actor_id=actor.pk, affected=user_id,
+                    data=events.member_added(conversation_id=str(conversation.pk), user_id=user_id,
+                                             role=Role.MEMBER, by=str(actor.pk)))
+            stream_append(pending)
     return conversation_detail(user_id=actor.pk, conversation_id=conversation.pk)
 
 
 def _emit_member_change(*, conversation: Conversation, type: str, data: dict[str, Any], actor_id: object,
-                        affected: str) -> None:
+                        affected: str) -> list[PendingEvent]:
     """Member changes go to all members, except in broadcasts: there only to the
     admins and the affected user (the audience does not see each other)."""
     if conversation.type != ConversationType.BROADCAST:
-        _emit_to_members(conversation=conversation, type=type, data=data, actor_id=actor_id,
-                         extra_user_ids=[affected])
-        return
+        return _emit_to_members(conversation=conversation, type=type, data=data, actor_id=actor_id,
+                                extra_user_ids=[affected])
     admins = {str(u) for u in Membership.objects.filter(conversation=conversation, left_at__isnull=True,
                                                         role__in=ADMIN_ROLES).values_list("user_id", flat=True)}
-    stream_append([PendingEvent(u, type, data) for u in sorted(admins | {affected})])
+    return [PendingEvent(u, type, data) for u in sorted(admins | {affected})]
 
 
 def member_remove(*, actor: User, conversation_id: object, user_id: object) -> None:
@@ -592,7 +632,7 @@ def member_remove(*, actor: User, conversation_id: object, user_id: object) -> N
                 raise ValidationFailed("You cannot leave a direct conversation.",
                                        details={"user_id": ["Not allowed for a direct conversation."]})
             own.refresh_from_db()
-            _member_leave(conversation=conversation, membership=own, by=None)
+            stream_append(_member_leave(conversation=conversation, membership=own, by=None))
             return
         conversation, actor_membership = _locked_for_admin(actor=actor, conversation_id=conversation_id)
         target = Membership.objects.filter(conversation=conversation, user_id=target_id, left_at__isnull=True).first()
@@ -600,10 +640,10 @@ def member_remove(*, actor: User, conversation_id: object, user_id: object) -> N
             raise NotFound()
         if target.role == Role.OWNER or (target.role == Role.ADMIN and actor_membership.role != Role.OWNER):
             raise Forbidden("Only the owner removes admins, and nobody removes the owner.")
-        _member_leave(conversation=conversation, membership=target, by=str(actor.pk))
+        stream_append(_member_leave(conversation=conversation, membership=target, by=str(actor.pk)))
 
 
-def _member_leave(*, conversation: Conversation, membership: Membership, by: str | None) -> None:
+def _member_leave(*, conversation: Conversation, membership: Membership, by: str | None) -> list[PendingEvent]:
     """Call holding the conversation row lock. An owner who leaves hands over to
     the longest-standing admin, else the longest-standing member."""
     now = timezone.now()
@@ -614,8 +654,9 @@ def _member_leave(*, conversation: Conversation, membership: Membership, by: str
     conversation.updated_at = now
     conversation.save(update_fields=["member_count", "updated_at"])
     user_id = str(membership.user_id)
-    _emit_member_change(conversation=conversation, type=events.MEMBER_REMOVED, actor_id=by, affected=user_id,
-                        data=events.member_removed(conversation_id=str(conversation.pk), user_id=user_id, by=by))
+    pending = _emit_member_change(
+        conversation=conversation, type=events.MEMBER_REMOVED, actor_id=by, affected=user_id,
+        data=events.member_removed(conversation_id=str(conversation.pk), user_id=user_id, by=by))
     if was_owner:
         heir = (Membership.objects.filter(conversation=conversation, left_at__isnull=True)
                 .order_by("role", "joined_at", "pk").first())  # "admin" sorts before "member"
@@ -624,7 +665,8 @@ def _member_leave(*, conversation: Conversation, membership: Membership, by: str
             heir.save(update_fields=["role"])
             data = events.conversation_updated(conversation_id=str(conversation.pk),
                                                member={"user_id": str(heir.user_id), "role": Role.OWNER})
-            _emit_to_members(conversation=conversation, type=events.CONVERSATION_UPDATED, data=data)
+            pending += _emit_to_members(conversation=conversation, type=events.CONVERSATION_UPDATED, data=data)
+    return pending
 
 
 def member_role_set(*, actor: User, conversation_id: object, user_id: object, role: str) -> dict[str, Any]:
@@ -641,9 +683,10 @@ def member_role_set(*, actor: User, conversation_id: object, user_id: object, ro
         if target.role != role:
             target.role = role
             target.save(update_fields=["role"])
-            _emit_to_members(conversation=conversation, type=events.CONVERSATION_UPDATED, actor_id=actor.pk,
-                             data=events.conversation_updated(conversation_id=str(conversation.pk),
-                                                              member={"user_id": str(target_id), "role": role}))
+            stream_append(_emit_to_members(
+                conversation=conversation, type=events.CONVERSATION_UPDATED, actor_id=actor.pk,
+                data=events.conversation_updated(conversation_id=str(conversation.pk),
+                                                 member={"user_id": str(target_id), "role": role})))
     return conversation_detail(user_id=actor.pk, conversation_id=conversation.pk)
 
 
@@ -677,8 +720,8 @@ def message_edit(*, user: User, message_id: object, text: str) -> dict[str, Any]
         message.edited_at = timezone.now()
         message.save(update_fields=["text", "edited_at"])
         public = message_public(message)
-        _emit_to_members(conversation=message.conversation, type=events.MESSAGE_EDITED, actor_id=user.pk,
-                         data=events.message_edited(public), message=message)
+        stream_append(_emit_to_members(conversation=message.conversation, type=events.MESSAGE_EDITED,
+                                       actor_id=user.pk, data=events.message_edited(public), message=message))
     return public
 
 
@@ -707,8 +750,8 @@ def message_delete(*, user: User, message_id: object, scope: str) -> None:
         message.deleted_at = timezone.now()
         message.text, message.attachment_id, message.location = "", None, None
         message.save(update_fields=["deleted_at", "text", "attachment_id", "location"])
-        _emit_to_members(conversation=message.conversation, type=events.MESSAGE_DELETED, actor_id=user.pk,
-                         data=data, message=message)
+        stream_append(_emit_to_members(conversation=message.conversation, type=events.MESSAGE_DELETED,
+                                       actor_id=user.pk, data=data, message=message))
 
 
 # --- Read and delivered pointers (receipts) -------------------------------------------------
@@ -799,10 +842,12 @@ def user_messages_erase(*, user_id: object) -> None:
         deleted_at=now, text="", attachment_id=None, location=None)
     conversation_ids = sorted(Membership.objects.filter(user_id=user_id, left_at__isnull=True)
                               .values_list("conversation_id", flat=True), key=str)
+    pending: list[PendingEvent] = []
     for conversation_id in conversation_ids:
         conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
         membership = Membership.objects.get(conversation=conversation, user_id=user_id)
-        _member_leave(conversation=conversation, membership=membership, by=None)
+        pending += _member_leave(conversation=conversation, membership=membership, by=None)
+    stream_append(pending)
     DeviceCursor.objects.filter(device__user_id=user_id).delete()
 
 

@@ -16,7 +16,9 @@ def fanout(job_id: int) -> int:
 
 @shared_task(name="messaging.fanout_sweep", soft_time_limit=50, time_limit=60)
 def fanout_sweep() -> int:
-    """Re-enqueue fan-out jobs whose task was lost (the process died after commit)."""
+    """Re-enqueue fan-out jobs whose task was lost (the process died after commit),
+    and forget the ones finished long ago."""
+    services.fanout_jobs_prune()
     job_ids = services.fanout_jobs_stalled()
     for job_id in job_ids:
         fanout.delay(job_id)

@@ -10,6 +10,7 @@ collapse window in which later messages of the same conversation join it.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import uuid
@@ -73,7 +74,8 @@ def push_notify(
         "message_id": str(message_id) if message_id else None,
         "muted": bool(muted),
         "collapse_key": collapse_key,
-        "data": dict(data or {}),
+        # Plain JSON for the broker (ids may arrive as UUIDs).
+        "data": json.loads(json.dumps(data or {}, default=str)),
         "dedupe_key": dedupe_key[:200],
     }
     transaction.on_commit(partial(_enqueue_fanout, kwargs))
@@ -113,7 +115,12 @@ def _badge(*, user_id: object) -> int:
     path = settings.PUSH_BADGE_COUNTER
     if not path:
         return 0
-    return max(0, int(import_string(path)(user_id=user_id)))
+    try:
+        return max(0, int(import_string(path)(user_id=user_id)))
+    except Exception:
+        # A wrong badge is better than no push at all; the error is loud in the logs.
+        logger.exception("PUSH_BADGE_COUNTER %s failed", path)
+        return 0
 
 
 # --- Fan-out ---------------------------------------------------------------------------
@@ -201,6 +208,13 @@ class RetryLater:
     countdown: float
 
 
+def _max_countdown() -> float:
+    """The longest countdown to give Celery. An ETA task the Redis broker holds longer than its
+    visibility timeout is handed out a second time, so longer waits are split into hops."""
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
+    return max(1.0, visibility / 2)
+
+
 def retry_delay(*, attempt: int, retry_after: float | None = None) -> float:
     """Exponential backoff with full jitter, never sooner than the provider's Retry-After."""
     ceiling = min(settings.PUSH_RETRY_MAX_SECONDS, settings.PUSH_RETRY_BASE_SECONDS * 2 ** max(0, attempt - 1))
@@ -276,6 +290,8 @@ def _message(*, row: PushDelivery, device: Device) -> PushMessage:
         collapse_key=row.collapse_key or None,
         data=data,
         urgent=row.kind == "call.ring",
+        # A ring delivered after the call was given up (45 s) is noise.
+        ttl=settings.PUSH_CALL_TTL_SECONDS if row.kind == "call.ring" else settings.PUSH_TTL_SECONDS,
     )
 
 
@@ -298,7 +314,16 @@ def push_deliver(*, delivery_id: int, claim: str) -> RetryLater | None:
     Returns RetryLater on a transient provider error while attempts remain.
     """
     with transaction.atomic():
-        hint = PushDelivery.objects.filter(pk=delivery_id).values("kind", "conversation_id", "device_id").first()
+        hint = (
+            PushDelivery.objects.filter(pk=delivery_id)
+            .values("kind", "conversation_id", "device_id", "status", "not_before")
+            .first()
+        )
+        if hint and hint["status"] == DeliveryStatus.PENDING and hint["not_before"]:
+            wait = (hint["not_before"] - timezone.now()).total_seconds()
+            if wait > 1:
+                # A long Retry-After is waited out in hops shorter than the broker's visibility timeout.
+                return RetryLater(delivery_id=delivery_id, countdown=min(wait, _max_countdown()))
         if hint and _collapsible(kind=hint["kind"], conversation_id=hint["conversation_id"]):
             # Close the window before taking its rows: a message committed after this
             # point opens a new window instead of joining rows already taken.
@@ -349,13 +374,13 @@ def _record(*, row: PushDelivery, message: PushMessage, outcome: Outcome) -> Ret
             _finish(row, DeliveryStatus.TOKEN_GONE, error=outcome.reason)
             logger.info("push token removed for device %s (%s)", message.device_id, outcome.reason)
         elif isinstance(outcome, Retry) and row.attempts < settings.PUSH_MAX_ATTEMPTS:
-            countdown = retry_delay(attempt=row.attempts, retry_after=outcome.after)
+            delay = retry_delay(attempt=row.attempts, retry_after=outcome.after)
             row.status = DeliveryStatus.PENDING
             row.claim = ""
             row.last_error = outcome.reason[:200]
-            row.not_before = timezone.now() + timedelta(seconds=countdown)
+            row.not_before = timezone.now() + timedelta(seconds=delay)
             row.save(update_fields=["status", "claim", "last_error", "not_before", "updated_at"])
-            return RetryLater(delivery_id=row.pk, countdown=countdown)
+            return RetryLater(delivery_id=row.pk, countdown=min(delay, _max_countdown()))
         elif isinstance(outcome, Retry):
             _finish(row, DeliveryStatus.FAILED, error=f"retries exhausted: {outcome.reason}")
         else:
@@ -365,6 +390,14 @@ def _record(*, row: PushDelivery, message: PushMessage, outcome: Outcome) -> Ret
 
 
 # --- Housekeeping ----------------------------------------------------------------------
+
+
+def push_forget_user(*, user_id: object) -> None:
+    """Account deletion step (ACCOUNT_DELETION_STEPS): drop the user's open pushes and their text."""
+    PushDelivery.objects.filter(device__user_id=user_id, status__in=OPEN_STATUSES).update(
+        status=DeliveryStatus.SKIPPED, title="", body="", data={}, claim="", last_error="account deleted",
+        updated_at=timezone.now(),
+    )
 
 
 def push_sweep() -> dict[str, int]:

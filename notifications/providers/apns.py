@@ -90,7 +90,7 @@ class ApnsProvider:
             # Apple requires background pushes at priority 5 and allows 10 for alerts.
             "apns-push-type": "background" if message.silent else "alert",
             "apns-priority": "5" if message.silent else "10",
-            "apns-expiration": str(int(time.time()) + settings.PUSH_TTL_SECONDS),
+            "apns-expiration": str(int(time.time()) + message.ttl),
         }
         collapse = message.short_collapse_id(64)
         if collapse:

@@ -35,6 +35,8 @@ class PushMessage:
     data: dict[str, Any] = field(default_factory=dict)
     # Calls must ring now; everything else may be delivered at the provider's pace.
     urgent: bool = False
+    # Seconds the provider may hold the push for a device that is off.
+    ttl: int = 86400
 
     def short_collapse_id(self, limit: int = 64) -> str | None:
         """Providers cap collapse identifiers (APNs 64 bytes, Web Push Topic 32 chars)."""

@@ -109,7 +109,10 @@ class FcmProvider:
     # --- Sending --------------------------------------------------------------------
 
     def payload(self, message: PushMessage) -> dict[str, Any]:
-        android: dict[str, Any] = {"priority": "high" if (message.urgent or not message.silent) else "normal"}
+        android: dict[str, Any] = {
+            "priority": "high" if (message.urgent or not message.silent) else "normal",
+            "ttl": f"{message.ttl}s",
+        }
         body: dict[str, Any] = {"token": message.token, "data": message.data_strings(), "android": android}
         collapse = message.short_collapse_id()
         if collapse:

@@ -89,7 +89,7 @@ class WebPushProvider:
                 data=json.dumps(self.payload(message)),
                 vapid_private_key=self.vapid,
                 vapid_claims={"sub": settings.PUSH_WEBPUSH_VAPID_SUBJECT},
-                ttl=settings.PUSH_TTL_SECONDS,
+                ttl=message.ttl,
                 headers=headers,
                 timeout=settings.PUSH_HTTP_TIMEOUT_SECONDS,
                 requests_session=self.session,

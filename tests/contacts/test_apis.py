@@ -120,8 +120,9 @@ def test_discoverable_contacts_needs_the_caller_in_the_targets_book(discovery, r
     assert [m["user"]["id"] for m in sync(alice.client, discovery, [dana.user.phone]).json()["matches"]] == [
         str(dana.user.pk)]
     listed = alice.client.get("/api/v1/contacts").json()
-    assert listed == [{"user": {"id": str(dana.user.pk), "display_name": "", "about": "", "avatar_url": ""},
-                       "mutual": True}]
+    # Dana's last_seen is "contacts" (the default) and alice is in her book, so it is shown.
+    assert listed == [{"user": {"id": str(dana.user.pk), "display_name": "", "about": "", "avatar_url": "",
+                                "last_seen": None}, "mutual": True}]
 
 
 def test_discoverable_everyone_is_matched_without_being_mutual(discovery, register):
@@ -144,6 +145,26 @@ def test_mutual_is_true_both_ways_only_when_each_has_the_other(discovery, regist
         (str(alice.user.pk), True)]
     sync(bob.client, discovery, [alice.user.phone], mode="remove")
     assert alice.client.get("/api/v1/contacts").json()[0]["mutual"] is False
+
+
+def test_contact_list_shows_last_seen_only_where_its_privacy_allows(discovery, register):
+    from django.utils import timezone
+
+    from contacts.services import block_create
+
+    alice = register()
+    seen = timezone.now()
+    open_one = register(display_name="A", last_seen_visibility="everyone", last_seen_at=seen)
+    private = register(display_name="B", last_seen_visibility="nobody", last_seen_at=seen)
+    contacts_only = register(display_name="C", last_seen_visibility="contacts", last_seen_at=seen)
+    blocker = register(display_name="D", last_seen_visibility="everyone", last_seen_at=seen)
+    block_create(blocker=blocker.user, blocked_id=alice.user.pk)
+    sync(alice.client, discovery, [u.user.phone for u in (open_one, private, contacts_only, blocker)])
+    shown = {c["user"]["display_name"]: "last_seen" in c["user"] for c in alice.client.get("/api/v1/contacts").json()}
+    assert shown == {"A": True, "B": False, "C": False, "D": False}
+    sync(contacts_only.client, discovery, [alice.user.phone])
+    listed = {c["user"]["display_name"]: c["user"] for c in alice.client.get("/api/v1/contacts").json()}
+    assert listed["C"]["last_seen"].endswith("Z")
 
 
 # --- Bad input: clear errors, nothing stored -------------------------------------------------------

@@ -280,3 +280,25 @@ def test_sync_of_a_full_book_costs_a_fixed_number_of_queries(discovery, register
     assert len(first) <= 14 and len(again) <= 14
     match_queries = [q["sql"] for q in again if "contacts_phoneindex" in q["sql"]]
     assert len(match_queries) == 1 and "unnest" in match_queries[0]
+
+
+def test_resync_after_rotation_charges_only_numbers_not_already_known_contacts(discovery, register, settings):
+    settings.CONTACTS_DAILY_NEW_HASHES = 4
+    owner = register()
+    friends = [register().user.phone for _ in range(3)]
+    stranger = next_phone()
+    assert sync(owner.client, discovery, [*friends, stranger]).status_code == 200  # spends all 4
+    services.pepper_rotate(force=True)
+    fresh = discovery_of(owner.client)
+    # Under the new pepper the stranger's hash is new again (the server cannot tell), the friends are not.
+    assert sync(owner.client, fresh, [*friends, stranger], mode="add").status_code == 429
+    body = sync(owner.client, fresh, friends, mode="add").json()
+    assert len(body["matches"]) == 3 and body["stored"] == 7
+
+
+def test_rotation_is_scheduled_on_celery_beat(settings):
+    from config.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["contacts-rotate-pepper"]
+    assert entry["task"] == "contacts.rotate_pepper" and entry["schedule"] > 0
+    assert {"contacts.rotate_pepper", "contacts.notify_contact_joined"} <= set(app.tasks)

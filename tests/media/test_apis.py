@@ -385,6 +385,27 @@ def test_redirect_mode_sends_members_to_a_presigned_url(alice, bob, upload, pres
     assert bob.client.get(body["url"]).status_code == 404
 
 
+def test_redirect_mode_with_the_real_s3_backend_signs_the_url(alice, settings):
+    """django-storages' S3Storage presigns locally (no network): check what a bucket would get."""
+    settings.STORAGES = {**settings.STORAGES, "s3": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": "attachments", "endpoint_url": "http://127.0.0.1:9", "region_name": "us-east-1",
+        "access_key": "test-key", "secret_key": "test-secret", "querystring_auth": True,
+        "signature_version": "s3v4"}}}
+    settings.MEDIA_STORAGE_ALIAS = "s3"
+    settings.MEDIA_SERVE_REDIRECT = True
+    attachment = _attachment_row(alice)
+
+    response = alice.client.get(f"/api/v1/attachments/{attachment.pk}/content")
+
+    assert response.status_code == 302
+    target = urlparse(response["Location"])
+    query = parse_qs(target.query)
+    assert target.netloc == "127.0.0.1:9" and target.path == f"/attachments/{attachment.storage_name}"
+    assert query["response-content-type"] == ["image/png"]
+    assert query["X-Amz-Expires"] == [str(settings.MEDIA_SIGNED_URL_TTL)]
+    assert "X-Amz-Signature" in query
+
+
 # --- Range requests -------------------------------------------------------------------
 
 

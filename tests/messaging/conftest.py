@@ -56,3 +56,16 @@ def pushes(settings: Any) -> list[dict[str, Any]]:
     settings.MESSAGING_PUSH_NOTIFY = "tests.messaging.conftest.record_push"
     PUSHES.clear()
     return PUSHES
+
+
+def an_attachment(owner: SignedInDevice, kind: str = "image") -> str:
+    """An attachment id `owner` may send: a stored upload once the media app is
+    merged, a bare id before (messaging stores the id as given until then)."""
+    try:
+        from media.models import Attachment
+    except ImportError:
+        return str(uuid.uuid4())
+    return str(Attachment.objects.create(
+        uploader=owner.user, kind=kind, content_type="application/octet-stream", size=1,
+        storage_name=f"tests/{uuid.uuid4()}", sha256="0" * 64,
+    ).pk)

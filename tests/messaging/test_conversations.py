@@ -112,6 +112,8 @@ def test_owner_promotes_admin_who_adds_and_removes_members(alice, bob, carol, us
     promote = alice.client.patch(f"{URL}/{conversation_id}/members/{bob.user.pk}", {"role": "admin"}, format="json")
     assert promote.status_code == 200
     assert {m["user_id"]: m["role"] for m in promote.json()["members"]}[str(bob.user.pk)] == "admin"
+    assert stream_events(carol, "conversation.updated") == [("conversation.updated", {
+        "conversation_id": conversation_id, "member": {"user_id": str(bob.user.pk), "role": "admin"}})]
 
     added = bob.client.post(f"{URL}/{conversation_id}/members", {"user_ids": [str(dave.user.pk)]}, format="json")
     assert added.status_code == 200
@@ -152,6 +154,10 @@ def test_member_leaves_and_owner_leaving_hands_over(alice, bob, carol):
     assert alice.client.delete(f"{URL}/{conversation_id}/members/{alice.user.pk}").status_code == 204
     body = bob.client.get(f"{URL}/{conversation_id}").json()
     assert body["members"] == [{"user_id": str(bob.user.pk), "role": "owner"}]
+    assert stream_events(bob, "conversation.updated")[-1][1] == {
+        "conversation_id": conversation_id, "member": {"user_id": str(bob.user.pk), "role": "owner"}}
+    assert [d["user_id"] for _, d in stream_events(bob, "member.removed")] == [str(carol.user.pk),
+                                                                               str(alice.user.pk)]
     assert body["member_count"] == 1
 
 

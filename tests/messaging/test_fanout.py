@@ -1,6 +1,8 @@
 import uuid
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from messaging import services, tasks
 from messaging.models import FanoutJob, Message, MessageHidden
@@ -118,3 +120,16 @@ def test_small_group_needs_no_job(alice, bob, carol):
     send_text(alice, conversation_id)
     assert not FanoutJob.objects.exists()
     assert Message.objects.get().conversation_id == uuid.UUID(conversation_id)
+
+
+@pytest.mark.django_db
+def test_sweep_forgets_jobs_finished_long_ago(alice, big_group, django_capture_on_commit_callbacks):
+    conversation_id, _ = big_group
+    with django_capture_on_commit_callbacks(execute=True):
+        send_text(alice, conversation_id)
+    assert FanoutJob.objects.filter(finished_at__isnull=False).count() == 2
+    tasks.fanout_sweep.delay().get()
+    assert FanoutJob.objects.count() == 2  # finished just now: kept
+    FanoutJob.objects.update(finished_at=timezone.now() - timedelta(days=2))
+    tasks.fanout_sweep.delay().get()
+    assert not FanoutJob.objects.exists()

@@ -11,7 +11,7 @@ from core.errors import ValidationFailed
 from messaging import services
 from messaging.models import Message, MessageHidden
 from messaging.services import SendRequest, message_send_many
-from tests.messaging.conftest import new_direct, new_group, send_text, stream_events
+from tests.messaging.conftest import an_attachment, new_direct, new_group, send_text, stream_events
 
 CONV = "/api/v1/conversations"
 
@@ -31,15 +31,17 @@ def cid() -> str:
 @pytest.mark.parametrize("body", [
     {"type": "text", "text": "hello"},
     {"type": "text", "text": "x" * 4096},
-    {"type": "image", "attachment_id": str(uuid.uuid4()), "text": "caption"},
-    {"type": "voice", "attachment_id": str(uuid.uuid4())},
-    {"type": "video", "attachment_id": str(uuid.uuid4())},
-    {"type": "file", "attachment_id": str(uuid.uuid4())},
+    {"type": "image", "attachment_id": "image", "text": "caption"},
+    {"type": "voice", "attachment_id": "voice"},
+    {"type": "video", "attachment_id": "video"},
+    {"type": "file", "attachment_id": "file"},
     {"type": "location", "location": {"lat": 51.5, "lng": -0.12}},
     {"type": "sticker", "text": "party_parrot"},
-    {"type": "sticker", "attachment_id": str(uuid.uuid4())},
+    {"type": "sticker", "attachment_id": "image"},
 ])
 def test_each_message_type_is_accepted(alice, direct, body):
+    if "attachment_id" in body:  # the kind of upload to make
+        body = {**body, "attachment_id": an_attachment(alice, body["attachment_id"])}
     response = post(alice, direct, {"client_id": cid(), **body})
     assert response.status_code == 201, response.json()
     message = response.json()
@@ -429,3 +431,67 @@ def test_new_message_asks_for_a_push_to_each_recipient(alice, bob, carol, pushes
         "user_id": str(bob.user.pk), "kind": "message.new", "title": "Alice", "body": "ping",
         "conversation_id": group, "message_id": message["id"], "muted": False, "collapse_key": group,
     }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_over_shared_conversations_neither_deadlock_nor_leave_gaps(alice, bob, carol):
+    first = new_group(alice, bob, carol)
+    second = new_direct(alice, bob)
+    third = new_direct(bob, carol)
+
+    def batches(index: int) -> None:
+        order = [first, second, third] if index % 2 else [third, second, first]
+        sender_for = {first: carol, second: alice, third: bob}
+        for _ in range(5):
+            results = message_send_many([
+                SendRequest(sender_for[c].user, c, {"client_id": cid(), "type": "text", "text": str(index)})
+                for c in order
+            ])
+            assert all(isinstance(r, tuple) and r[1] for r in results), results
+
+    _run_threads(4, batches)
+    for conversation_id in (first, second, third):
+        seqs = sorted(Message.objects.filter(conversation_id=conversation_id).values_list("seq", flat=True))
+        assert seqs == list(range(1, 21))
+    bob_seqs = [(d["conversation_id"], d["seq"]) for _, d in stream_events(bob, "message.new")]
+    for conversation_id in (first, second, third):
+        assert [s for c, s in bob_seqs if c == conversation_id] == list(range(1, 21))
+
+
+# --- Atomicity and wake-ups -----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_send_that_fails_mid_way_leaves_no_message_no_event_and_no_seq_gap(alice, bob, direct, monkeypatch):
+    from messaging import integrations
+
+    def explode(**kwargs):
+        raise RuntimeError("crash between the insert and the events")
+
+    monkeypatch.setattr(integrations, "blockers_of", explode)
+    with pytest.raises(RuntimeError):
+        services.message_send(sender=alice.user, conversation_id=direct,
+                              payload={"client_id": cid(), "type": "text", "text": "lost"})
+    monkeypatch.undo()
+    assert Message.objects.count() == 0
+    assert stream_events(bob, "message.new") == []
+    message, created = services.message_send(sender=alice.user, conversation_id=direct,
+                                             payload={"client_id": cid(), "type": "text", "text": "kept"})
+    assert created and message["seq"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_send_rings_the_recipients_sockets_after_commit(alice, bob):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from realtime.groups import user_group
+
+    direct = new_direct(alice, bob)
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(user_group(bob.user.pk), channel)
+    message = send_text(alice, direct, "ding").json()
+    ring = async_to_sync(layer.receive)(channel)
+    assert ring["type"] == "stream.events"
+    assert [(e["type"], e["data"]) for e in ring["events"]] == [("message.new", message)]

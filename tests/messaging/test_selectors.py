@@ -7,7 +7,7 @@ from django.utils import timezone
 from core.errors import NotFound
 from messaging import selectors, services
 from messaging.models import Message
-from tests.messaging.conftest import new_direct, new_group, send_text
+from tests.messaging.conftest import an_attachment, new_direct, new_group, send_text
 
 
 @pytest.mark.django_db
@@ -52,7 +52,7 @@ def test_unread_total_counts_unmuted_conversations_only(alice, bob, carol):
 @pytest.mark.django_db
 def test_user_can_see_attachment_of_conversations_they_were_in_when_it_was_sent(alice, bob, carol):
     group = new_group(alice, bob, carol)
-    early, late = str(uuid.uuid4()), str(uuid.uuid4())
+    early, late = an_attachment(alice, "image"), an_attachment(alice, "file")
     alice.client.post(f"/api/v1/conversations/{group}/messages",
                       {"client_id": str(uuid.uuid4()), "type": "image", "attachment_id": early}, format="json")
     services.member_remove(actor=carol.user, conversation_id=group, user_id=carol.user.pk)
@@ -84,6 +84,8 @@ def test_message_public_blanks_a_recalled_message(alice, bob, direct):
 @pytest.mark.django_db
 def test_device_cursor_position_is_where_the_next_hello_resumes(alice, bob, direct):
     assert selectors.device_cursor_position(device_id=bob.device.pk) == 0
+    assert selectors.device_cursor_get(device_id=bob.device.pk) == ""
     send_text(alice, direct)
     services.device_ack(user=bob.user, device_id=bob.device.pk, cursor="2")
     assert selectors.device_cursor_position(device_id=bob.device.pk) == 2
+    assert selectors.device_cursor_get(device_id=bob.device.pk) == "2"

@@ -270,6 +270,11 @@ def real_fcm(settings, fcm_settings):
 UNREGISTERED = Reply(404, {"error": {"status": "NOT_FOUND", "details": [{"errorCode": "UNREGISTERED"}]}})
 
 
+def countdown_elapsed(delivery):
+    """What the retry's countdown does in real time."""
+    PushDelivery.objects.filter(pk=delivery.pk).update(not_before=timezone.now())
+
+
 def fresh_delivery(device, key="message.new:m-1"):
     return PushDelivery.objects.create(dedupe_key=key, device=device, kind="message.new", conversation_id="c-1",
                                        message_id="m-1", title="Alice", body="hi")
@@ -286,6 +291,7 @@ def test_transient_error_schedules_a_retry_not_before_retry_after_then_sends(pho
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.claim) == (DeliveryStatus.PENDING, 1, "")
 
+    countdown_elapsed(delivery)
     assert push_deliver(delivery_id=delivery.pk, claim="t") is None
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.SENT, 2)
@@ -297,7 +303,10 @@ def test_retries_stop_after_max_attempts(phone, real_fcm, settings):
     settings.PUSH_MAX_ATTEMPTS = 3
     real_fcm.script(FCM_SEND, Reply(503, {"error": {"status": "UNAVAILABLE"}}))
     delivery = fresh_delivery(phone.device)
-    results = [push_deliver(delivery_id=delivery.pk, claim="t") for _ in range(4)]
+    results = []
+    for _ in range(4):
+        results.append(push_deliver(delivery_id=delivery.pk, claim="t"))
+        countdown_elapsed(delivery)
     assert [r is not None for r in results] == [True, True, False, False]
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.FAILED and "retries exhausted" in delivery.last_error
@@ -436,3 +445,60 @@ def test_fanout_costs_the_same_queries_for_any_number_of_devices(bob, devices, d
         scheduled = push_fanout(user_id=str(bob.user.pk), kind="contact.joined", title="Carol joined", body="",
                                 dedupe_key="contact.joined:x")
     assert len(scheduled) == devices
+
+
+def broken_counter(*, user_id: object) -> int:
+    raise RuntimeError("unread counter down")
+
+
+@pytest.mark.django_db
+def test_a_failing_badge_counter_does_not_stop_the_push(phone, push_file, settings,
+                                                        django_capture_on_commit_callbacks):
+    settings.PUSH_BADGE_COUNTER = "tests.notifications.test_services.broken_counter"
+    with django_capture_on_commit_callbacks(execute=True):
+        notify_message(phone.user)
+    assert read_lines(push_file)[0]["badge"] == 0
+
+
+@pytest.mark.django_db
+def test_call_ring_is_urgent_and_short_lived(phone, real_fcm, django_capture_on_commit_callbacks):
+    real_fcm.script(FCM_SEND, Reply(200, {"name": "ok"}))
+    call_id = uuid.uuid4()
+    with django_capture_on_commit_callbacks(execute=True):
+        push_notify(user_id=phone.user.pk, kind="call.ring", title="Alice", body="Incoming video call",
+                    conversation_id="c-1", data={"call_id": call_id, "media": "video"})
+    message = real_fcm.requests_to(FCM_SEND)[0].json()["message"]
+    assert message["android"]["priority"] == "high"
+    assert message["android"]["ttl"] == "45s"
+    assert message["data"]["call_id"] == str(call_id)
+
+
+@pytest.mark.django_db
+def test_deleting_the_account_drops_its_open_pushes_and_their_text(phone):
+    from accounts.services import user_delete
+
+    delivery = fresh_delivery(phone.device)
+    user_delete(user=phone.user)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.title, delivery.body) == (DeliveryStatus.SKIPPED, "", "")
+    assert push_deliver(delivery_id=delivery.pk, claim="t") is None
+
+
+@pytest.mark.django_db
+def test_long_retry_after_is_waited_out_in_hops_shorter_than_the_visibility_timeout(phone, real_fcm, settings):
+    """Redis hands an ETA task out again once it is held past the visibility timeout; never schedule one that long."""
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {**settings.CELERY_BROKER_TRANSPORT_OPTIONS, "visibility_timeout": 600}
+    real_fcm.script(FCM_SEND, Reply(429, {"error": {"status": "RESOURCE_EXHAUSTED"}}, headers={"Retry-After": "3000"}))
+    delivery = fresh_delivery(phone.device)
+
+    later = push_deliver(delivery_id=delivery.pk, claim="t")
+    assert later.countdown == 300
+    delivery.refresh_from_db()
+    assert 2990 <= (delivery.not_before - timezone.now()).total_seconds() <= 3000
+
+    # The hop arrives early: it waits again without calling the provider or spending an attempt.
+    again = push_deliver(delivery_id=delivery.pk, claim="t")
+    assert again is not None and again.countdown == 300
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 1)
+    assert len(real_fcm.requests_to(FCM_SEND)) == 1

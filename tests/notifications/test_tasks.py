@@ -74,9 +74,10 @@ def test_message_to_an_offline_device_reaches_the_file_backend_through_the_worke
 def test_burst_of_messages_collapses_into_one_notification(broker, tmp_path):
     bob = offline_phone()
     push_path = tmp_path / "push.jsonl"
+    # Queued before the worker starts, so a slow machine cannot stretch the burst past the window.
+    ids = [send_message(bob.user, text=f"message {n}") for n in range(3)]
+    send_message(bob.user, text="elsewhere", conversation_id="c-2")
     with celery_worker(worker_env(push_path, PUSH_COLLAPSE_SECONDS="2"), log_path=tmp_path / "worker.log"):
-        ids = [send_message(bob.user, text=f"message {n}") for n in range(3)]
-        send_message(bob.user, text="elsewhere", conversation_id="c-2")
         wait_for(lambda: len(read_lines(push_path)) >= 2, timeout=30, message="two push lines")
         time.sleep(2.5)  # a third notification would have come by now
 

@@ -10,6 +10,7 @@ the new pepper like every other user).
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from typing import Any
@@ -20,6 +21,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from contacts.hashing import discovery_digest
+from contacts.models import BookEntry
 from contacts.services import pepper_ensure_current
 
 SEED_PREFIX = "+99"
@@ -36,6 +38,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--users", type=int, default=1_000_000)
         parser.add_argument("--chunk", type=int, default=100_000)
+        parser.add_argument("--books", type=int, default=0,
+                            help="also store this many address books of --book-size random entries "
+                                 "(owned by seeded users), so the stored-book table is not empty")
+        parser.add_argument("--book-size", type=int, default=5000)
 
     def handle(self, *args: Any, **options: Any) -> None:
         if connection.vendor != "postgresql":
@@ -64,6 +70,8 @@ class Command(BaseCommand):
                     for user_id, phone in users:
                         copy.write_row((pepper.pk, discovery_digest(secret, phone), user_id))
             self.stdout.write(f"  {stop} users ({time.monotonic() - started:.0f} s)")
+        if options["books"]:
+            self._seed_books(count=options["books"], size=options["book_size"], started=started)
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE accounts_user")
             cursor.execute("ANALYZE contacts_phoneindex")
@@ -72,3 +80,20 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(
             f"{max(existing, wanted)} seeded users indexed under pepper {indexed} in {time.monotonic() - started:.0f} s"
         ))
+
+    def _seed_books(self, *, count: int, size: int, started: float) -> None:
+        owners = list(
+            User.objects.filter(display_name=SEED_NAME, phone__startswith=SEED_PREFIX)
+            .exclude(pk__in=BookEntry.objects.values("owner_id"))
+            .values_list("pk", flat=True)[:count]
+        )
+        now = timezone.now()
+        for index, owner_id in enumerate(owners, start=1):
+            with transaction.atomic(), connection.cursor() as cursor, cursor.cursor.copy(
+                "COPY contacts_bookentry (owner_id, key, created_at) FROM STDIN"
+            ) as copy:
+                for key in sorted(os.urandom(32) for _ in range(size)):
+                    copy.write_row((owner_id, key, now))
+            if index % 50 == 0 or index == len(owners):
+                self.stdout.write(f"  {index} stored books ({time.monotonic() - started:.0f} s)")
+
