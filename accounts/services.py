@@ -20,6 +20,7 @@ from core.crypto import constant_time_equals, keyed_hash, new_numeric_code, new_
 from core.errors import ApplicationError, NotFound, RateLimited, ValidationFailed
 from core.ids import uuid_or_not_found
 from core.phone import country_prefix, is_test_number, normalize_phone
+from core.sunset import ensure_writable
 from realtime.groups import device_disconnect_on_commit
 
 logger = logging.getLogger(__name__)
@@ -165,6 +166,8 @@ def _sign_in(*, e164: str, device_name: str, platform: str) -> SignedIn:
         try:
             with transaction.atomic():
                 user, created = User.objects.get_or_create(phone=e164, defaults={"is_active": True})
+                if created:
+                    ensure_writable("signup")  # sunset read-only: no new accounts (rolls the user back)
                 if not user.is_active:
                     # A deleted account keeps no phone, so this is a disabled one.
                     raise NotFound("This account is disabled.")

@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "realtime",
     "notifications",
     "media",
+    "exports",
 ]
 
 MIDDLEWARE = [
@@ -432,6 +433,29 @@ CELERY_BEAT_SCHEDULE["media.delete_unreferenced"] = {
 # --- Exports and sunset ------------------------------------------------------------
 
 # (exports settings)
+# The sunset phase gate: after the shutdown time most of the API answers 503.
+MIDDLEWARE.append("core.sunset.SunsetShutdownMiddleware")
+SUNSET_CACHE_SECONDS = env_int("SUNSET_CACHE_SECONDS", 5)
+SUNSET_ANNOUNCE_BATCH = env_int("SUNSET_ANNOUNCE_BATCH", 1000)
+# Pushes for system.announcement and export.ready: dotted paths called with push_notify's
+# keyword arguments; set to "" to send none.
+SUNSET_ANNOUNCEMENT_PUSH = env_str("SUNSET_ANNOUNCEMENT_PUSH", "notifications.services.push_notify")
+EXPORT_READY_PUSH = env_str("EXPORT_READY_PUSH", "notifications.services.push_notify")
+# Archives live outside MEDIA_ROOT so a web server publishing /media/ never serves them.
+EXPORT_ROOT = env_str("EXPORT_ROOT") or str(BASE_DIR / "var" / "exports")
+EXPORT_TEMP_DIR = env_str("EXPORT_TEMP_DIR")  # empty: the system's temp directory
+EXPORT_TTL = timedelta(days=env_int("EXPORT_TTL_DAYS", 7))
+EXPORT_MIN_INTERVAL = timedelta(hours=env_int("EXPORT_MIN_INTERVAL_HOURS", 24))
+EXPORT_INDEX_MAX_MESSAGES = env_int("EXPORT_INDEX_MAX_MESSAGES", 5000)  # per conversation, in index.html
+EXPORT_HEARTBEAT_STALE = timedelta(seconds=env_int("EXPORT_HEARTBEAT_STALE_SECONDS", 120))
+EXPORT_MAX_ATTEMPTS = env_int("EXPORT_MAX_ATTEMPTS", 3)
+EXPORT_TASK_TIME_LIMIT = env_int("EXPORT_TASK_TIME_LIMIT", 3600)
+EXPORT_PUBLIC_BASE_URL = env_str("EXPORT_PUBLIC_BASE_URL")  # for download_url in events; empty = path only
+CELERY_BEAT_SCHEDULE["exports-expire"] = {"task": "exports.expire", "schedule": 3600.0}
+CELERY_BEAT_SCHEDULE["exports-recover"] = {"task": "exports.recover", "schedule": 300.0}
+CELERY_BEAT_SCHEDULE["sunset-announce-due"] = {"task": "exports.announce_due", "schedule": 60.0}
+ACCOUNT_DELETION_STEPS.append("exports.services.exports_erase_for_user")
+ACCOUNT_REGISTERED_HOOKS.append("exports.services.announcement_deliver_to_new_user")
 
 # --- Logging: never log phone numbers or address books. -----------------------------
 

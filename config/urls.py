@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("messaging.urls")),
     path("", include("media.urls")),
     path("", include("notifications.urls")),
+    path("", include("exports.urls")),
 ]
 
 urlpatterns = [

@@ -1,5 +1,6 @@
 """Say clearly when PostgreSQL or Redis is not reachable, and how to start it."""
 
+import shutil
 import socket
 import sys
 from urllib.parse import urlparse
@@ -27,6 +28,11 @@ def main() -> int:
     ]
     for name in missing:
         print(f"{name} is not reachable. Start it with:\n    {HOW[name]}\n(or run `bash .ci/run`, which starts both)",
+              file=sys.stderr)
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        # Not fatal here: the export tests fail with the same hint, so the rest still runs.
+        print("chromium is not installed; the export archive tests need it. Install it with:\n"
+              "    apt-get update && apt-get install -y chromium\n(or run `bash .ci/run`, which installs it)",
               file=sys.stderr)
     return 1 if missing else 0
 

@@ -1,0 +1,147 @@
+"""The service's sunset phase, readable from any app without importing `exports`.
+
+The operator's schedule lives in `exports.Sunset` (the latest row rules). This
+module is the tiny lookup every lower app can call: accounts refuses new
+signups and messaging refuses sends through `ensure_writable`, and the
+middleware answers 503 for most of the API once the service has shut down.
+The schedule is cached briefly (it changes a few times in a service's life),
+so a request pays one cache read, not a query.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.apps import apps
+from django.conf import settings
+from django.core.cache import cache
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+from core.errors import ApplicationError, Forbidden, json_error
+from core.serializers import timestamp
+
+logger = logging.getLogger(__name__)
+
+NORMAL = "normal"
+ANNOUNCED = "announced"
+READ_ONLY = "read_only"
+SHUTDOWN = "shutdown"
+
+_CACHE_KEY = "sunset:schedule:v1"
+_NONE = "none"
+
+
+class ServiceReadOnly(Forbidden):
+    code = "service_read_only"
+    default_message = "The service is shutting down and no longer accepts this; you can still export your data."
+
+
+class ServiceShutDown(ApplicationError):
+    status = 503
+    code = "service_shut_down"
+    default_message = "The service has shut down; only data export and announcements still work."
+
+
+@dataclass(frozen=True)
+class Schedule:
+    id: int
+    announce_at: datetime
+    read_only_at: datetime
+    shutdown_at: datetime
+    message: str
+
+    def phase(self, now: datetime | None = None) -> str:
+        now = now or timezone.now()
+        if now >= self.shutdown_at:
+            return SHUTDOWN
+        if now >= self.read_only_at:
+            return READ_ONLY
+        if now >= self.announce_at:
+            return ANNOUNCED
+        return NORMAL
+
+
+def _load() -> Schedule | None:
+    sunset_model = apps.get_model("exports", "Sunset")
+    row = sunset_model.objects.order_by("-created_at", "-id").first()
+    if row is None or row.cancelled_at is not None:
+        return None
+    return Schedule(id=row.pk, announce_at=row.announce_at, read_only_at=row.read_only_at,
+                    shutdown_at=row.shutdown_at, message=row.message)
+
+
+def current_schedule() -> Schedule | None:
+    """The schedule in force (None when no sunset is planned), cached for SUNSET_CACHE_SECONDS."""
+    cached = cache.get(_CACHE_KEY)
+    if cached == _NONE:
+        return None
+    if isinstance(cached, Schedule):
+        return cached
+    schedule = _load()
+    cache.set(_CACHE_KEY, schedule or _NONE, timeout=getattr(settings, "SUNSET_CACHE_SECONDS", 5))
+    return schedule
+
+
+def forget_schedule() -> None:
+    """Drop the cached schedule; call after the schedule changes (on commit)."""
+    cache.delete(_CACHE_KEY)
+
+
+def current_phase(now: datetime | None = None) -> str:
+    schedule = current_schedule()
+    return schedule.phase(now) if schedule else NORMAL
+
+
+def ensure_writable(action: str) -> None:
+    """Raise 403 `service_read_only` from the read-only time on.
+
+    `action` names what was refused (e.g. "signup", "message.send"); it is
+    returned in the error details so clients can explain it.
+    """
+    schedule = current_schedule()
+    if schedule is None or schedule.phase() in (NORMAL, ANNOUNCED):
+        return
+    raise ServiceReadOnly(details={
+        "action": action,
+        "read_only_at": timestamp(schedule.read_only_at),
+        "shutdown_at": timestamp(schedule.shutdown_at),
+    })
+
+
+# Paths that keep answering after shutdown: taking data out, reading why, and
+# signing in again to do so (signup stays refused by ensure_writable).
+SHUTDOWN_ALLOWED_PREFIXES = (
+    "/api/v1/me/exports",
+    "/api/v1/announcements",
+    "/api/v1/auth/",
+    "/api/schema/",
+    "/api/docs/",
+    "/healthz",
+    "/admin/",
+)
+
+
+class SunsetShutdownMiddleware:
+    """After the shutdown time every other API path answers 503 `service_shut_down`."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith("/api/") and not request.path.startswith(SHUTDOWN_ALLOWED_PREFIXES):
+            try:
+                schedule = current_schedule()
+            except (DatabaseError, RedisError, OSError):
+                # Fail open: the view answers 503 for the outage itself, in the error shape.
+                logger.warning("sunset phase unknown: a backing service is down")
+                schedule = None
+            if schedule is not None and schedule.phase() == SHUTDOWN:
+                error = ServiceShutDown(details={"shutdown_at": timestamp(schedule.shutdown_at)})
+                return json_error(error.status, error.code, error.message, error.details)
+        return self.get_response(request)
