@@ -27,6 +27,7 @@ from accounts.models import User
 from accounts.selectors import has_push_device
 from core.errors import ApplicationError, Conflict, Forbidden, NotFound, ValidationFailed
 from core.serializers import timestamp
+from core.sunset import ensure_writable
 from messaging import events, integrations
 from messaging.inputs import MessageSendInput, validated
 from messaging.models import (
@@ -101,6 +102,10 @@ def message_send_many(
     A request is a SendRequest or a mapping of its fields.
     """
     requests = [r if isinstance(r, SendRequest) else SendRequest(**r) for r in requests]
+    try:
+        ensure_writable("message.send")  # sunset mode: read-only refuses every send (403)
+    except ApplicationError as refused:
+        return [refused] * len(requests)
     results: list[Any] = [None] * len(requests)
     pending: list[_Send] = []
     for index, (request, data) in enumerate(zip(requests, _validate_payloads(requests), strict=True)):

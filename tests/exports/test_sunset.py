@@ -99,9 +99,16 @@ def test_read_only_refuses_signup_and_sends_but_login_export_and_history_work(
     login = _sign_up(api, existing)
     assert login.status_code == 200 and login.json()["is_new_user"] is False
 
-    with pytest.raises(ServiceReadOnly) as caught:
-        ensure_writable("message.send")  # what messaging's send calls first
-    assert caught.value.status == 403 and caught.value.code == "service_read_only"
+    sent = alice.client.post(f"/api/v1/conversations/{direct['id']}/messages",
+                             {"client_id": str(uuid.uuid4()), "type": "text", "text": "too late"}, format="json")
+    assert sent.status_code == 403 and _error_code(sent) == "service_read_only"
+    from messaging.services import SendRequest, message_send_many  # the socket's group-commit path
+
+    batch = message_send_many([SendRequest(sender=alice.user, conversation_id=direct["id"],
+                                           payload={"client_id": str(uuid.uuid4()), "type": "text", "text": "x"})])
+    assert isinstance(batch[0], ServiceReadOnly) and batch[0].code == "service_read_only"
+    assert [m["text"] for m in alice.client.get(f"/api/v1/conversations/{direct['id']}/messages").json()["messages"]] \
+        == ["before the end"]
 
     assert alice.client.get("/api/v1/me").status_code == 200
     assert alice.client.get("/api/v1/announcements").json()[0]["phase"] == "read_only"
