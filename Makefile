@@ -25,7 +25,7 @@ run: $(STAMP)
 	mkdir -p var
 	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --noinput
 	DEBUG=$${DEBUG:-1} OTP_TEST_NUMBERS=$${OTP_TEST_NUMBERS-} $(VENV)/bin/uvicorn config.asgi:application \
-		--host 127.0.0.1 --port $${PORT:-8000} --ws websockets --lifespan off
+		--host 127.0.0.1 --port $${PORT:-8000} --ws websockets-sansio --ws-per-message-deflate false --lifespan off
 
 check-services: $(STAMP)
 	@$(PY) scripts/check_services.py "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"

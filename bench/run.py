@@ -173,7 +173,8 @@ class Stack:
         for port in self.ports:
             proc = subprocess.Popen(
                 pinned(self.cpu, [str(BIN / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1",
-                                  "--port", str(port), "--ws", "websockets", "--lifespan", "off",
+                                  "--port", str(port), "--ws", os.environ.get("BENCH_WS", "websockets-sansio"),
+                                  "--ws-per-message-deflate", "false", "--lifespan", "off",
                                   "--no-access-log", "--log-level", "warning", "--backlog", "8192"]),
                 cwd=ROOT, env=env, stdout=(self.logs / f"uvicorn-{port}.log").open("w"), stderr=subprocess.STDOUT,
                 preexec_fn=raise_fd_limit,

@@ -98,7 +98,8 @@ def servers(django_db_setup: None, django_db_blocker) -> Iterator[list[tuple[int
 def start_server(port: int, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
         [str(UVICORN), "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--ws", "websockets", "--lifespan", "off", "--no-access-log"],
+         "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--lifespan", "off",
+         "--no-access-log"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
 
