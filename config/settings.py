@@ -291,6 +291,9 @@ MESSAGING_BROADCAST_MAX_MEMBERS = env_int("MESSAGING_BROADCAST_MAX_MEMBERS", 100
 # Dotted path called inside the send transaction for each recipient of a new
 # message (notifications.services.push_notify once the push branch is merged).
 MESSAGING_PUSH_NOTIFY = "notifications.services.push_notify"
+# New messages per sender per window, REST and socket together (429 / `rate_limited`);
+# retries of a stored client_id are free. 0 turns the limit off (benchmarks).
+MESSAGING_SEND_LIMIT = (env_int("MESSAGING_SEND_LIMIT", 600), env_int("MESSAGING_SEND_WINDOW_SECONDS", 60))
 CELERY_BEAT_SCHEDULE["messaging-fanout-sweep"] = {"task": "messaging.fanout_sweep", "schedule": 60.0}
 ACCOUNT_DELETION_STEPS.append("messaging.services.user_messages_erase")
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
