@@ -310,6 +310,9 @@ WS_MAX_FRAME_BYTES = 64 * 1024
 # (realtime settings)
 # Frames dropped by the flood limit within 10 s before the socket is closed with 4008.
 WS_FLOOD_CLOSE_AFTER = env_int("WS_FLOOD_CLOSE_AFTER", WS_FRAME_BURST)
+# A send to a client that stopped reading waits at most this long before the socket is
+# closed with 4009 (the client resumes by cursor).
+WS_SEND_TIMEOUT_SECONDS = env_int("WS_SEND_TIMEOUT_SECONDS", 10)
 # Presence: each socket refreshes its key every WS_HEARTBEAT_SECONDS (and re-checks
 # that its device is still active); a dead server's sockets expire after WS_PRESENCE_TTL.
 WS_HEARTBEAT_SECONDS = env_int("WS_HEARTBEAT_SECONDS", 25)
