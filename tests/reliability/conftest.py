@@ -30,7 +30,10 @@ def fault_stack() -> Iterator[Stack]:
     redis_server = PrivateRedis()
     redis_server.start()
     env = django_env(DATABASE_URL=postgres.url("faults"), REDIS_URL=redis_server.url, OTP_TEST_NUMBERS="+1555",
-                     SECRET_KEY="fault-test", DB_CONNECT_TIMEOUT="2", LOG_LEVEL="WARNING", PUSH_BACKEND="log")
+                     SECRET_KEY="fault-test", DB_CONNECT_TIMEOUT="2", LOG_LEVEL="WARNING", PUSH_BACKEND="log",
+                     # Test clients send fast and in bulk; the slow-consumer test waits 4 s, not 10.
+                     MESSAGING_SEND_LIMIT="0", WS_FRAME_RATE="1000", WS_FRAME_BURST="1000",
+                     WS_SEND_TIMEOUT_SECONDS="4")
     manage("migrate", "--noinput", env=env)
     servers = [AsgiServer(env), AsgiServer(env)]
     try:
