@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 
 import pytest
 import redis
+from websockets.sync.client import connect
 
 from tests.reliability.services import AsgiServer, PrivatePostgres, django_env, manage, sign_in_over_http, wait_until
 
@@ -61,3 +64,31 @@ def test_requests_get_503_while_the_database_is_down_and_recover_after(outage_st
         wait_until(lambda: http.get("/api/v1/me").status_code == 200, timeout=20, interval=0.5,
                    what="service resumed")
         assert http.get("/healthz").json()["status"] == "ok"
+
+
+def test_a_socket_send_that_hits_the_dead_database_gets_an_error_frame_not_a_hang(outage_stack):
+    postgres, server = outage_stack
+    signed_in = sign_in_over_http(server, "+15550100323")
+    token = signed_in["token"]
+    with server.client(token) as http:
+        conversation = http.post("/api/v1/conversations", json={"type": "group", "title": "t", "member_ids": []})
+        assert conversation.status_code == 201, conversation.text
+    with connect(server.ws, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        ws.send(json.dumps({"type": "hello", "cursor": "0"}))
+        while json.loads(ws.recv(timeout=10)).get("event", {}).get("type") != "conversation.created":
+            pass  # the replay is done (it would close 1011 if it hit the dead database)
+        time.sleep(0.5)
+        postgres.stop("immediate")
+        started = time.monotonic()
+        ws.send(json.dumps({"type": "message.send", "ref": "r", "conversation_id": conversation.json()["id"],
+                            "message": {"client_id": str(uuid.uuid4()), "type": "text", "text": "anyone?"}}))
+        while True:
+            frame = json.loads(ws.recv(timeout=10))
+            if frame.get("ref") == "r":
+                break
+        assert frame["type"] == "error" and frame["code"] == "service_unavailable", frame
+        assert time.monotonic() - started < 6
+        ws.send(json.dumps({"type": "ping"}))  # the socket is still usable
+        while json.loads(ws.recv(timeout=5))["type"] != "pong":
+            pass
+        postgres.start()
