@@ -7,10 +7,17 @@ import time
 import uuid
 
 import pytest
-import redis
 from websockets.sync.client import connect
 
-from tests.reliability.services import AsgiServer, PrivatePostgres, django_env, manage, sign_in_over_http, wait_until
+from tests.reliability.services import (
+    AsgiServer,
+    PrivatePostgres,
+    PrivateRedis,
+    django_env,
+    manage,
+    sign_in_over_http,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -20,15 +27,16 @@ def outage_stack():
     postgres = PrivatePostgres()
     postgres.start()
     postgres.create_database("outage")
-    redis_url = "redis://127.0.0.1:6379/10"
-    redis.Redis.from_url(redis_url).flushdb()
-    env = django_env(DATABASE_URL=postgres.url("outage"), REDIS_URL=redis_url, OTP_TEST_NUMBERS="+1555",
+    redis_server = PrivateRedis()  # not a db of the shared Redis: other runs may be using it
+    redis_server.start()
+    env = django_env(DATABASE_URL=postgres.url("outage"), REDIS_URL=redis_server.url, OTP_TEST_NUMBERS="+1555",
                      DB_CONNECT_TIMEOUT="2", SECRET_KEY="outage-test")
     manage("migrate", "--noinput", env=env)
     server = AsgiServer(env)
     server.start()
     yield postgres, server
     server.kill()
+    redis_server.kill()
     postgres.destroy()
 
 
