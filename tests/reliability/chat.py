@@ -62,8 +62,11 @@ class Sender:
                 client_id = todo[0]
                 ws.send(json.dumps({"type": "message.send", "ref": client_id, "conversation_id": self.conversation_id,
                                     "message": self._body(client_id)}))
+                # Other frames (the group's events) keep coming, so bound the wait for this reply
+                # itself: without one, the client reconnects and resends the same client_id.
+                reply_by = time.monotonic() + 10
                 while True:
-                    frame = json.loads(ws.recv(timeout=5))
+                    frame = json.loads(ws.recv(timeout=max(0.01, reply_by - time.monotonic())))
                     if frame.get("ref") != client_id or frame["type"] not in ("message.sent", "error"):
                         continue
                     break
