@@ -44,6 +44,12 @@ stack: $(STAMP) check-services
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
 		PATH=$(VENV)/bin:$$PATH $(VENV)/bin/honcho start -f Procfile
 
+# A bounded mixed load with faults injected (Redis, an ASGI process and the Celery worker
+# killed and restarted), then the exactly-once check. Private PostgreSQL/Redis on free
+# ports of 127.0.0.1. SOAK_SECONDS shortens it (default 600).
+soak: $(STAMP)
+	SOAK_SECONDS=$${SOAK_SECONDS:-600} $(PY) bench/soak.py
+
 clean:
 	rm -rf $(VENV) var db.sqlite3
 

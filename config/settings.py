@@ -291,6 +291,9 @@ MESSAGING_BROADCAST_MAX_MEMBERS = env_int("MESSAGING_BROADCAST_MAX_MEMBERS", 100
 # Dotted path called inside the send transaction for each recipient of a new
 # message (notifications.services.push_notify once the push branch is merged).
 MESSAGING_PUSH_NOTIFY = "notifications.services.push_notify"
+# New messages per sender per window, REST and socket together (429 / `rate_limited`);
+# retries of a stored client_id are free. 0 turns the limit off (benchmarks).
+MESSAGING_SEND_LIMIT = (env_int("MESSAGING_SEND_LIMIT", 600), env_int("MESSAGING_SEND_WINDOW_SECONDS", 60))
 CELERY_BEAT_SCHEDULE["messaging-fanout-sweep"] = {"task": "messaging.fanout_sweep", "schedule": 60.0}
 ACCOUNT_DELETION_STEPS.append("messaging.services.user_messages_erase")
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
@@ -307,6 +310,9 @@ WS_MAX_FRAME_BYTES = 64 * 1024
 # (realtime settings)
 # Frames dropped by the flood limit within 10 s before the socket is closed with 4008.
 WS_FLOOD_CLOSE_AFTER = env_int("WS_FLOOD_CLOSE_AFTER", WS_FRAME_BURST)
+# A send to a client that stopped reading waits at most this long before the socket is
+# closed with 4009 (the client resumes by cursor).
+WS_SEND_TIMEOUT_SECONDS = env_int("WS_SEND_TIMEOUT_SECONDS", 10)
 # Presence: each socket refreshes its key every WS_HEARTBEAT_SECONDS (and re-checks
 # that its device is still active); a dead server's sockets expire after WS_PRESENCE_TTL.
 WS_HEARTBEAT_SECONDS = env_int("WS_HEARTBEAT_SECONDS", 25)

@@ -22,10 +22,12 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, IntegerField, Subquery
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from accounts.models import User
 from accounts.selectors import has_push_device
-from core.errors import ApplicationError, Conflict, Forbidden, NotFound, ValidationFailed
+from core import ratelimit
+from core.errors import ApplicationError, Conflict, Forbidden, NotFound, RateLimited, ValidationFailed
 from core.serializers import timestamp
 from core.sunset import ensure_writable
 from messaging import events, integrations
@@ -114,6 +116,7 @@ def message_send_many(
         else:
             pending.append(_Send(index, request, data))
     pending = _drop_replays(pending, results)
+    pending = _limit_send_rate(pending, results)
     pending = _authorise_sends(pending, results)
     raced: list[_Send] = []
     if pending:
@@ -167,6 +170,31 @@ def _drop_replays(pending: list[_Send], results: list[Any]) -> list[_Send]:
         else:
             fresh.append(item)
     return fresh
+
+
+def _limit_send_rate(pending: list[_Send], results: list[Any]) -> list[_Send]:
+    """At most MESSAGING_SEND_LIMIT new messages per sender per window (retries of stored
+    messages are free: they were dropped before). One counter hit per sender and batch.
+    Fails open when the cache is down: a broken limiter must not stop sending."""
+    allowed, window = settings.MESSAGING_SEND_LIMIT
+    if not pending or allowed <= 0:
+        return pending
+    by_sender: dict[str, list[_Send]] = defaultdict(list)
+    for item in pending:
+        by_sender[str(item.request.sender.pk)].append(item)
+    refused: set[int] = set()
+    for sender_id, items in by_sender.items():
+        try:
+            ratelimit.hit("message_send", sender_id, (allowed, window), cost=len(items))
+        except RateLimited as error:
+            used = ratelimit.count("message_send", sender_id, (allowed, window))
+            fits = max(0, allowed - (used - len(items)))
+            for item in items[fits:]:
+                refused.add(item.index)
+                results[item.index] = RateLimited("Too many messages; retry later.", retry_after=error.retry_after)
+        except RedisError:
+            logger.warning("send rate limit unavailable (cache down); allowing")
+    return [item for item in pending if item.index not in refused]
 
 
 def _authorise_sends(pending: list[_Send], results: list[Any]) -> list[_Send]:

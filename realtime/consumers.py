@@ -42,11 +42,13 @@ logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4001
 CLOSE_FLOODING = 4008
+CLOSE_TOO_SLOW = 4009
 CLOSE_SERVER_ERROR = 1011
 
 
 class StreamConsumer(AsyncWebsocketConsumer):
     user_id: str | None = None
+    too_slow = False
 
     # --- Lifecycle -------------------------------------------------------------------
 
@@ -187,6 +189,22 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 logger.exception("socket frame handler failed")
                 error = ApplicationError("Internal server error.", code="internal_error", status=500)
             await self.send_error(error, ref=frame_ref(frame))
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None,
+                   close: bool = False) -> None:
+        """Every frame to the client goes through here. A client that stops reading fills the
+        ASGI server's write buffer and the kernel's, and the send then waits; past
+        WS_SEND_TIMEOUT_SECONDS the socket is closed with 4009 ("too slow, resume by cursor"),
+        so a stalled reader holds a bounded buffer and does not keep its channel full."""
+        if self.too_slow:
+            return
+        try:
+            await asyncio.wait_for(super().send(text_data, bytes_data, close),
+                                   timeout=settings.WS_SEND_TIMEOUT_SECONDS)
+        except TimeoutError:
+            self.too_slow = self.closing = True
+            logger.info("socket closed: the client stopped reading (4009)")
+            await self.close(code=CLOSE_TOO_SLOW)
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=frame_encode(frame))

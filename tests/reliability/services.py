@@ -14,11 +14,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+
+from tests.processes import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
@@ -33,12 +34,8 @@ def free_port() -> int:
 def wait_until(
     condition: Callable[[], bool], *, timeout: float, interval: float = 0.1, what: str = "condition"
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not reached within {timeout} s")
+    """tests.processes.wait_for under the name these tests use (fails with AssertionError)."""
+    wait_for(condition, timeout=timeout, interval=interval, message=what)
 
 
 def port_open(port: int) -> bool:

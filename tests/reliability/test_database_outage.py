@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 
 import pytest
-import redis
+from websockets.sync.client import connect
 
-from tests.reliability.services import AsgiServer, PrivatePostgres, django_env, manage, sign_in_over_http, wait_until
+from tests.reliability.services import (
+    AsgiServer,
+    PrivatePostgres,
+    PrivateRedis,
+    django_env,
+    manage,
+    sign_in_over_http,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -17,15 +27,16 @@ def outage_stack():
     postgres = PrivatePostgres()
     postgres.start()
     postgres.create_database("outage")
-    redis_url = "redis://127.0.0.1:6379/10"
-    redis.Redis.from_url(redis_url).flushdb()
-    env = django_env(DATABASE_URL=postgres.url("outage"), REDIS_URL=redis_url, OTP_TEST_NUMBERS="+1555",
+    redis_server = PrivateRedis()  # not a db of the shared Redis: other runs may be using it
+    redis_server.start()
+    env = django_env(DATABASE_URL=postgres.url("outage"), REDIS_URL=redis_server.url, OTP_TEST_NUMBERS="+1555",
                      DB_CONNECT_TIMEOUT="2", SECRET_KEY="outage-test")
     manage("migrate", "--noinput", env=env)
     server = AsgiServer(env)
     server.start()
     yield postgres, server
     server.kill()
+    redis_server.kill()
     postgres.destroy()
 
 
@@ -61,3 +72,31 @@ def test_requests_get_503_while_the_database_is_down_and_recover_after(outage_st
         wait_until(lambda: http.get("/api/v1/me").status_code == 200, timeout=20, interval=0.5,
                    what="service resumed")
         assert http.get("/healthz").json()["status"] == "ok"
+
+
+def test_a_socket_send_that_hits_the_dead_database_gets_an_error_frame_not_a_hang(outage_stack):
+    postgres, server = outage_stack
+    signed_in = sign_in_over_http(server, "+15550100323")
+    token = signed_in["token"]
+    with server.client(token) as http:
+        conversation = http.post("/api/v1/conversations", json={"type": "group", "title": "t", "member_ids": []})
+        assert conversation.status_code == 201, conversation.text
+    with connect(server.ws, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        ws.send(json.dumps({"type": "hello", "cursor": "0"}))
+        while json.loads(ws.recv(timeout=10)).get("event", {}).get("type") != "conversation.created":
+            pass  # the replay is done (it would close 1011 if it hit the dead database)
+        time.sleep(0.5)
+        postgres.stop("immediate")
+        started = time.monotonic()
+        ws.send(json.dumps({"type": "message.send", "ref": "r", "conversation_id": conversation.json()["id"],
+                            "message": {"client_id": str(uuid.uuid4()), "type": "text", "text": "anyone?"}}))
+        while True:
+            frame = json.loads(ws.recv(timeout=10))
+            if frame.get("ref") == "r":
+                break
+        assert frame["type"] == "error" and frame["code"] == "service_unavailable", frame
+        assert time.monotonic() - started < 6
+        ws.send(json.dumps({"type": "ping"}))  # the socket is still usable
+        while json.loads(ws.recv(timeout=5))["type"] != "pong":
+            pass
+        postgres.start()
