@@ -3,10 +3,11 @@
 Two uvicorn processes share a private PostgreSQL and a private Redis. Three users
 send into one group (two over the socket, one over REST) while a fourth follows
 her stream on a socket. Redis is killed mid-traffic and started again on the same
-port. Sockets get closed (or fail) and reconnect; senders retry with the same
-client_id. Afterwards every acknowledged message is in every member's stream
-exactly once, in seq order (read by GET /sync paging), and the follower, who
-resumed by cursor, saw each exactly once too.
+port. Sockets either ride through (the pub/sub layer re-subscribes when Redis is
+back) or get closed and reconnect; senders retry with the same client_id.
+Afterwards every acknowledged message is in every member's stream exactly once,
+in seq order (read by GET /sync paging), and the follower, who resumed by cursor,
+saw each exactly once too.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def test_acknowledged_messages_survive_a_redis_restart_exactly_once_in_order(fau
     redis_server.kill()
     time.sleep(2)
     redis_server.start()  # same port, empty: the channel layer, cache and broker start over
+    seen_at_restart = len(follower.events)
 
     for thread in threads[:-1]:
         thread.join(timeout=max(1, deadline - time.monotonic()))
@@ -62,7 +64,9 @@ def test_acknowledged_messages_survive_a_redis_restart_exactly_once_in_order(fau
 
     acked = {k: v for s in senders for k, v in s.acked.items()}
     assert len(acked) == 80
-    assert follower.reconnects >= 1  # the restart did reach the live sockets
+    # The live path came back: the follower either reconnected, or its open socket kept
+    # receiving events after Redis returned.
+    assert follower.reconnects >= 1 or len(follower.events) > seen_at_restart
     assert_exactly_once_in_order(follower.events, acked, group, who="follower (socket, resumed by cursor)")
     for index, token in enumerate(tokens):
         assert_exactly_once_in_order(sync_all(bases[index % 2], token), acked, group, who=f"member {index} (/sync)")
