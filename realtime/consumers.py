@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import uuid
 from collections.abc import Coroutine
 from typing import Any
@@ -149,7 +150,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def _heartbeat(self) -> None:
         """Keep presence alive and re-check the device, so a missed revocation still closes us."""
         while True:
-            await asyncio.sleep(settings.WS_HEARTBEAT_SECONDS)
+            # Jittered: sockets that connected together (a server restart, a bench) must not
+            # all queue their heartbeat on the database thread in the same instant.
+            await asyncio.sleep(settings.WS_HEARTBEAT_SECONDS * random.uniform(0.8, 1.2))
             try:
                 active, viewers = await database_sync_to_async(handlers.socket_heartbeat)(
                     user=self.user, device_id=self.device_id, connection_id=self.connection_id)

@@ -171,7 +171,7 @@ def assert_exactly_once_in_order(events: list[dict], acked: dict[str, dict], con
     conversation fanned out by Celery (over MESSAGING_INLINE_FANOUT_MAX members) the
     sender's own event is appended in the send transaction and the others' arrive with
     the fan-out, so a member who also sends sees their own messages ahead of earlier
-    seqs of others (docs/guarantees.md)."""
+    seqs of others (README, "Guarantees")."""
     cursors = [e["cursor"] for e in events]
     assert len(cursors) == len(set(cursors)), f"{who}: an event was delivered twice"
     news = [e["data"] for e in events if e["type"] == "message.new" and e["data"]["conversation_id"] == conversation_id]

@@ -6,7 +6,7 @@ exists), and nothing about the object reaches the outsider by any other path:
 not `/sync`, not presence or typing frames, not a push.
 
 Calls are not implemented in this product (no calls app), so there is no call
-row in the matrix; see docs/guarantees.md.
+row in the matrix; see the README, "Guarantees".
 """
 
 from __future__ import annotations
