@@ -13,13 +13,14 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import time
 
 import websockets
+
+from bench.run import free_port, pinned
 
 VENV_BIN = os.path.dirname(sys.executable)
 
@@ -31,16 +32,6 @@ SERVERS = {
                 "--loop", "uvloop", "bench.echo_asgi:app"],
     "daphne": [f"{VENV_BIN}/daphne", "-v", "0", "bench.echo_asgi:app"],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def pinned(cpu: int, command: list[str]) -> list[str]:
-    return ["taskset", "-c", str(cpu), *command] if shutil.which("taskset") and os.cpu_count() > 1 else command
 
 
 def port_args(name: str, port: int) -> list[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket as sockets
 import subprocess
 import sys
 import time
@@ -18,7 +17,6 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -28,29 +26,13 @@ from websockets.sync.client import ClientConnection, connect
 
 from messaging import services as messaging_services
 from realtime.stream import stream_head
+from tests.processes import current_database_url
+from tests.reliability.services import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
 UVICORN = Path(sys.executable).with_name("uvicorn")
-
-
-def free_port() -> int:
-    with sockets.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def test_database_url() -> str:
-    """The URL of the test database this test runs in, for the child processes."""
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"])
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-test_database_url.__test__ = False  # a helper, not a test
 
 
 def wait_until_serving(port: int, process: subprocess.Popen, deadline: float) -> None:
@@ -73,7 +55,7 @@ def servers(django_db_setup: None, django_db_blocker) -> Iterator[list[tuple[int
     if connection.vendor != "postgresql" or not settings.REDIS_URL:
         pytest.fail("this test needs the real stack: DATABASE_URL (PostgreSQL) and REDIS_URL")
     with django_db_blocker.unblock():
-        database_url = test_database_url()
+        database_url = current_database_url()
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": settings.REDIS_URL,
            "SECRET_KEY": settings.SECRET_KEY, "DEBUG": "0", "LOG_LEVEL": "WARNING"}
     ports = [free_port(), free_port(), free_port()]
