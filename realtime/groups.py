@@ -28,19 +28,13 @@ def device_group(device_id: UUID | str) -> str:
 
 def group_send_now(group: str, message: dict[str, Any]) -> None:
     """Best effort: a lost doorbell is recovered by the client's next hello or sync."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(group, message)
-    except Exception:
-        logger.warning("group_send to %s failed", group.split(".")[0], exc_info=True)
+    group_send_many_now([(group, message)])
 
 
 def group_send_many_now(messages: list[tuple[str, dict[str, Any]]]) -> None:
     """Ring many groups with one hop onto the event loop, as one pipelined round trip
     where the layer can (realtime.layers), else with the sends in flight together.
-    Best effort, like `group_send_now`."""
+    Best effort: a lost doorbell is recovered by the client's next hello or sync."""
     layer = get_channel_layer()
     if layer is None or not messages:
         return
