@@ -21,7 +21,7 @@ from core.errors import ApplicationError, NotFound, RateLimited, ValidationFaile
 from core.ids import uuid_or_not_found
 from core.phone import country_prefix, is_test_number, normalize_phone
 from core.sunset import ensure_writable
-from realtime.groups import device_disconnect_on_commit
+from streams.groups import device_disconnect_on_commit
 
 logger = logging.getLogger(__name__)
 

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "core",
+    "streams",
     "accounts",
     "contacts",
     "messaging",
@@ -114,6 +115,15 @@ else:
             "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
         }
     }
+# Connections per server process: a bounded pool (psycopg_pool). Under ASGI every request
+# runs in a fresh thread-sensitive context, so per-thread persistent connections
+# (CONN_MAX_AGE > 0) pile up until PostgreSQL refuses clients; pooled connections go back
+# to the pool at the end of each request instead. A request that finds the pool busy
+# waits up to DB_POOL_TIMEOUT seconds for a connection. DB_POOL_MAX_SIZE=0 turns the pool
+# off (e.g. behind a pooler that must see one connection per transaction).
+DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", 2)
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10)
+DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 30)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A dead database must fail fast (503), never hang a request.
     DATABASES["default"].setdefault("OPTIONS", {})
@@ -121,6 +131,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["OPTIONS"].setdefault(
         "options", f"-c statement_timeout={env_int('DB_STATEMENT_TIMEOUT_MS', 15000)}"
     )
+    # Names this server's connections in pg_stat_activity (operators, and the pool-bound test).
+    DATABASES["default"]["OPTIONS"].setdefault("application_name", env_str("DB_APPLICATION_NAME", "messenger"))
+    if DB_POOL_MAX_SIZE > 0:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django must not
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": min(DB_POOL_MIN_SIZE, DB_POOL_MAX_SIZE),
+            "max_size": DB_POOL_MAX_SIZE,
+            "timeout": DB_POOL_TIMEOUT,
+            "max_idle": 300,  # idle connections beyond min_size close after this many seconds
+        }
+        # Checked at checkout (one round trip): after a database restart the pool replaces
+        # its dead connections instead of failing one request for each.
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -140,7 +163,7 @@ if REDIS_URL:
     # a doorbell needs no stored membership, and a batch of rings is one round trip.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "realtime.layers.PipelinedPubSubChannelLayer",
+            "BACKEND": "streams.layers.PipelinedPubSubChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNEL_LAYER_PREFIX", "asgi")},
         }
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from accounts.apis import public_user_data
 from accounts.models import User
-from realtime.stream import PendingEvent
+from streams.services import PendingEvent
 
 CONTACT_JOINED = "contact.joined"
 

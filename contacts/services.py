@@ -23,7 +23,7 @@ from contacts.hashing import book_keys, discovery_digest
 from contacts.models import Block, BookEntry, DiscoveryPepper, JoinedNotified, PhoneIndex
 from core import ratelimit
 from core.errors import NotFound, ValidationFailed
-from realtime.stream import stream_append
+from streams.services import stream_append
 
 logger = logging.getLogger(__name__)
 

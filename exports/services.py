@@ -36,7 +36,7 @@ from exports import events
 from exports.archive import archive_write
 from exports.models import ACTIVE_STATUSES, AnnouncementDelivery, Export, ExportStatus, Sunset
 from exports.selectors import export_storage
-from realtime.stream import PendingEvent, stream_append
+from streams.services import PendingEvent, stream_append
 
 logger = logging.getLogger(__name__)
 

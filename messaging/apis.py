@@ -54,6 +54,11 @@ class MessageOutput(serializers.Serializer):
     created_at = TimestampField()
     edited_at = TimestampField(allow_null=True)
     deleted = serializers.BooleanField()
+    call = serializers.DictField(required=False, help_text=(
+        "On `call` messages (made by the server when a call ends): "
+        "{call_id, media, outcome, duration_ms, caller_id}."))
+    red_packet = serializers.DictField(required=False, help_text=(
+        "On `red_packet` messages (made by the server): {id, total, count, mode, greeting}."))
 
 
 class ConversationOutput(serializers.Serializer):

@@ -18,7 +18,7 @@ from rest_framework import serializers
 
 from core.errors import ValidationFailed, to_application_error
 from core.serializers import StrictCharField, StrictSerializer
-from messaging.models import ConversationType, MessageType, Role
+from messaging.models import CLIENT_MESSAGE_TYPES, ConversationType, MessageType, Role
 
 MEDIA_TYPES = {MessageType.IMAGE, MessageType.VOICE, MessageType.VIDEO, MessageType.FILE}
 MAX_LIST = 256
@@ -63,7 +63,8 @@ class LocationInput(StrictSerializer):
 
 class MessageSendInput(StrictSerializer):
     client_id = StrictUUIDField()
-    type = serializers.ChoiceField(choices=MessageType.choices)
+    # `call` and `red_packet` messages are made by the server only.
+    type = serializers.ChoiceField(choices=[(t.value, t.label) for t in CLIENT_MESSAGE_TYPES])
     text = StrictCharField(required=False, allow_blank=True, trim_whitespace=False,
                            max_length=settings.MESSAGING_TEXT_MAX)
     attachment_id = StrictUUIDField(required=False, allow_null=True)

@@ -36,6 +36,14 @@ class MessageType(models.TextChoices):
     FILE = "file"
     LOCATION = "location"
     STICKER = "sticker"
+    # Made by the server, never sent by clients: the call log and red packets post these
+    # through `messaging.services.message_post`, with their payload in `Message.content`.
+    CALL = "call"
+    RED_PACKET = "red_packet"
+
+
+CLIENT_MESSAGE_TYPES = [t for t in MessageType if t not in (MessageType.CALL, MessageType.RED_PACKET)]
+SERVER_MESSAGE_TYPES = [MessageType.CALL, MessageType.RED_PACKET]
 
 
 class Conversation(models.Model):
@@ -93,8 +101,11 @@ class Message(models.Model):
     sender = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+",
                                db_index=False)
     client_id = models.UUIDField()
-    type = models.CharField(max_length=8, choices=MessageType.choices)
+    type = models.CharField(max_length=16, choices=MessageType.choices)
     text = models.TextField(blank=True, default="")
+    # The payload of a server-made type, as it appears in the public Message:
+    # {"call": {...}} or {"red_packet": {...}}. NULL for client messages.
+    content = models.JSONField(null=True, blank=True)
     # No FK: the media app owns attachments and may land after this one.
     attachment_id = models.UUIDField(null=True, blank=True)
     reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -28,7 +28,7 @@ from messaging.models import (
     MessageHidden,
     Role,
 )
-from realtime.stream import cursor_encode
+from streams.cursors import cursor_encode
 
 
 def as_uuid(value: object) -> uuid.UUID | None:
@@ -79,6 +79,8 @@ def message_public(message: Message, *, attachments: dict[str, dict[str, Any]] |
         "created_at": timestamp(message.created_at),
         "edited_at": timestamp(message.edited_at),
         "deleted": deleted,
+        # A server-made type's payload under its own key ("call", "red_packet").
+        **(message.content if message.content and not deleted else {}),
     }
 
 

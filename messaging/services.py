@@ -1,7 +1,7 @@
 """Writes for messaging: conversations, members, messages, receipts.
 
 Every change and the events it owes users commit in one transaction
-(`realtime.stream.stream_append`), so a crash can never leave a message
+(`streams.services.stream_append`), so a crash can never leave a message
 without its events. Locks are taken in one order everywhere: conversation
 rows (by id), then membership rows, then stream counters (by user id, inside
 stream_append), so concurrent writers cannot deadlock.
@@ -33,6 +33,7 @@ from core.sunset import ensure_writable
 from messaging import events, integrations
 from messaging.inputs import MessageSendInput, validated
 from messaging.models import (
+    SERVER_MESSAGE_TYPES,
     Conversation,
     ConversationType,
     DeviceCursor,
@@ -53,8 +54,10 @@ from messaging.selectors import (
     message_public,
     messages_public,
 )
-from realtime.models import Event
-from realtime.stream import PendingEvent, cursor_decode, stream_append, stream_head
+from streams.cursors import cursor_decode
+from streams.models import Event
+from streams.selectors import stream_head
+from streams.services import PendingEvent, stream_append
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +93,38 @@ def message_send(*, sender: User, conversation_id: object, payload: dict,
     if isinstance(result, ApplicationError):
         raise result
     return result
+
+
+def message_post(*, sender_id: object, conversation_id: object, type: str, content: dict[str, Any],
+                 client_id: uuid.UUID, text: str = "") -> tuple[dict[str, Any], bool]:
+    """Post a server-made message (`call`, `red_packet`) as `sender_id`: (public Message, created).
+
+    Runs inside the caller's transaction when there is one, so the message, its
+    seq and its events commit together with the caller's change (a packet's
+    debit, a call's end) or not at all. `content` is the payload under its own
+    key, e.g. {"call": {...}}. Idempotent by (sender, client_id): posting again
+    returns the first message. The sender must be a current member (NotFound);
+    client-side rules (validation, send rate, broadcast posting rights) do not apply.
+    """
+    if type not in SERVER_MESSAGE_TYPES:
+        raise ValueError(f"{type!r} is not a server-made message type")
+    with transaction.atomic():
+        existing = Message.objects.filter(sender_id=sender_id, client_id=client_id).first()
+        if existing is not None:
+            return message_public(existing), False
+        membership = (Membership.objects.select_related("conversation", "user")
+                      .filter(conversation_id=as_uuid(str(conversation_id)), user_id=sender_id, left_at__isnull=True)
+                      .first())
+        if membership is None:
+            raise NotFound()
+        item = _Send(0, SendRequest(membership.user, conversation_id, None),
+                     {"client_id": client_id, "type": type, "text": text, "content": content}, membership=membership)
+        try:
+            _write_sends([item])
+        except IntegrityError:  # a concurrent post of the same client_id won
+            original = Message.objects.get(sender_id=sender_id, client_id=client_id)
+            return message_public(original), False
+    return item.public, True
 
 
 def message_send_many(
@@ -285,7 +320,7 @@ def _insert_messages(items: list[_Send]) -> None:
             item.message = Message(
                 id=message_id, conversation_id=conversation_id, seq=first_seq + offset,
                 sender=item.request.sender, client_id=data["client_id"], type=data["type"],
-                text=data.get("text") or "", attachment_id=data.get("attachment_id"),
+                text=data.get("text") or "", content=data.get("content"), attachment_id=data.get("attachment_id"),
                 reply_to_id=data.get("reply_to"), location=data.get("location"), created_at=now,
             )
             item.message.conversation = item.membership.conversation
@@ -388,7 +423,7 @@ def _emit_new_messages(sent: list[tuple[Message, dict[str, Any]]]) -> None:
 
 # What a push says for a message without text (the push app drops it when previews are off).
 _PUSH_LABELS = {"image": "Photo", "voice": "Voice message", "video": "Video", "file": "File",
-                "location": "Location", "sticker": "Sticker"}
+                "location": "Location", "sticker": "Sticker", "call": "Call", "red_packet": "Red packet"}
 
 
 def _push_new_message(message: Message, recipients: Iterable[tuple[str, datetime | None]]) -> None:
@@ -916,7 +951,8 @@ def user_messages_erase(*, user_id: object) -> None:
 def sync_read(*, user: User, device_id: object, cursor: str | None, limit: int) -> dict[str, Any]:
     """GET /sync: the device proved it stored everything up to `cursor`, so that
     counts as its ack; then the next page after it."""
-    from realtime.stream import cursor_encode, stream_read
+    from streams.cursors import cursor_encode
+    from streams.selectors import stream_read
 
     after = cursor_decode(cursor)
     if after and device_id is not None:

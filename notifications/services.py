@@ -31,7 +31,7 @@ from accounts.models import Device
 from notifications.backends import get_push_backend
 from notifications.models import OPEN_STATUSES, DeliveryStatus, PushDelivery
 from notifications.providers.base import Failed, Outcome, PushMessage, Retry, Sent, TokenGone
-from realtime.presence import device_ids_online
+from streams.presence import device_ids_online
 
 logger = logging.getLogger(__name__)
 

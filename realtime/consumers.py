@@ -36,8 +36,9 @@ from django.conf import settings
 from core.errors import ApplicationError, ValidationFailed, to_application_error
 from realtime import handlers
 from realtime.frames import FloodGuard, error_frame, event_frame, frame_decode, frame_encode, frame_ref
-from realtime.groups import device_group, user_group
-from realtime.stream import cursor_encode, stream_read
+from streams.cursors import cursor_encode
+from streams.groups import device_group, user_group
+from streams.selectors import stream_read
 
 logger = logging.getLogger(__name__)
 
@@ -348,6 +349,12 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return
         await self.send_frame({"type": "typing", "conversation_id": message["conversation_id"],
                                "user_id": message["user_id"], "state": message["state"]})
+
+    async def frame_relay(self, message: dict[str, Any]) -> None:
+        """A frame relayed to this user's or device's sockets (streams.groups.relay_*), never stored."""
+        if message.get("exclude_device") == self.device_id:
+            return
+        await self.send_frame(message["frame"])
 
     async def presence_relay(self, message: dict[str, Any]) -> None:
         if message.get("user_id") == self.user_id:

@@ -28,7 +28,8 @@ from messaging.services import SendRequest
 from realtime import presence
 from realtime.batching import batcher_for
 from realtime.frames import frame_ref, require_dict, require_str
-from realtime.stream import cursor_decode, stream_head
+from streams.cursors import cursor_decode
+from streams.selectors import stream_head
 
 if TYPE_CHECKING:
     from realtime.consumers import StreamConsumer

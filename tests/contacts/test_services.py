@@ -16,7 +16,7 @@ from contacts.models import BookEntry, DiscoveryPepper, JoinedNotified, PhoneInd
 from contacts.selectors import has_in_address_book
 from contacts.tasks import notify_contact_joined, rotate_pepper
 from core.crypto import keyed_hash
-from realtime.stream import stream_read
+from streams.selectors import stream_read
 from tests.contacts.conftest import discovery_of, sync
 from tests.factories import next_phone
 

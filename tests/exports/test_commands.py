@@ -32,7 +32,7 @@ def test_sunset_command_plans_the_schedule(capsys, django_capture_on_commit_call
 
 @pytest.mark.django_db
 def test_sunset_command_announce_now_starts_the_announcement(alice, django_capture_on_commit_callbacks):
-    from realtime.stream import stream_read
+    from streams.selectors import stream_read
 
     with django_capture_on_commit_callbacks(execute=True):
         call_command("sunset", "--announce-at", "now", "--read-only-at", _iso(20), "--shutdown-at", _iso(30),

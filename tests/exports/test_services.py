@@ -12,7 +12,7 @@ from core.errors import Conflict, RateLimited
 from exports import services
 from exports.models import Export
 from exports.selectors import export_storage
-from realtime.stream import stream_read
+from streams.selectors import stream_read
 from tests.exports.conftest import export_files, finished_export, open_archive
 
 

@@ -10,7 +10,7 @@ from core.errors import ValidationFailed
 from core.sunset import ServiceReadOnly, current_phase, ensure_writable
 from exports import services
 from exports.models import AnnouncementDelivery, Sunset
-from realtime.stream import stream_read
+from streams.selectors import stream_read
 from tests.exports.conftest import make_sunset
 
 TEST_PHONE_PREFIX = "+447700955"

@@ -11,7 +11,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
-from realtime.presence import device_online
+from streams.presence import device_online
 from tests.contacts.conftest import discovery_of, sync
 from tests.factories import sign_in
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from messaging import services
-from realtime.models import Event
+from streams.models import Event
 from tests.factories import SignedInDevice
 
 

@@ -494,7 +494,7 @@ async def test_send_rings_the_recipients_sockets_after_commit(alice, bob):
     from asgiref.sync import sync_to_async
     from channels.layers import get_channel_layer
 
-    from realtime.groups import user_group
+    from streams.groups import user_group
 
     direct = await sync_to_async(new_direct)(alice, bob)
     layer = get_channel_layer()

@@ -3,7 +3,7 @@ import pytest
 from accounts.services import user_update
 from messaging import services
 from messaging.models import DeviceCursor, Membership
-from realtime.stream import stream_head
+from streams.selectors import stream_head
 from tests.messaging.conftest import new_direct, new_group, send_text, stream_events
 
 SYNC = "/api/v1/sync"

@@ -416,7 +416,7 @@ def test_embedded_eager_mode_leaves_a_retry_to_the_sweep(phone, real_fcm, django
 
 
 def test_online_devices_come_from_realtime_presence(alice):
-    from realtime.presence import device_offline, device_online
+    from streams.presence import device_offline, device_online
 
     tablet = alice.another_device()
     device_online(user_id=alice.user.pk, device_id=tablet.device.pk)

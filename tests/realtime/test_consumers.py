@@ -11,8 +11,10 @@ from django.db import connection
 
 from accounts.models import Device
 from accounts.services import device_revoke
-from realtime import consumers, stream
-from realtime.stream import PendingEvent, stream_append
+from realtime import consumers
+from streams import selectors as stream
+from streams import services as stream_services
+from streams.services import PendingEvent, stream_append
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -263,7 +265,7 @@ async def test_event_whose_ring_was_lost_arrives_with_the_next_ring(socket, alic
     await client.send({"type": "hello", "cursor": "0"})
     await client.nothing_more(0.1)
     # The process dies between commit and the ring: the event is stored, nobody is told.
-    monkeypatch.setattr(stream, "_ring", lambda by_user: None)
+    monkeypatch.setattr(stream_services, "_ring", lambda by_user: None)
     await aappend(alice.user.pk, 2)
     await client.nothing_more(0.2)
     monkeypatch.undo()
@@ -273,7 +275,7 @@ async def test_event_whose_ring_was_lost_arrives_with_the_next_ring(socket, alic
 
 
 async def test_event_whose_ring_was_lost_arrives_with_the_next_hello(socket, alice, monkeypatch):
-    monkeypatch.setattr(stream, "_ring", lambda by_user: None)
+    monkeypatch.setattr(stream_services, "_ring", lambda by_user: None)
     first = await socket(alice.token)
     await first.send({"type": "hello", "cursor": "0"})
     await first.nothing_more(0.2)  # the replay is over
@@ -295,7 +297,7 @@ async def test_duplicate_and_reordered_rings_are_delivered_once_in_order(socket,
     # The same ring again, and an out-of-order one: nothing new reaches the client.
     from channels.layers import get_channel_layer
 
-    from realtime.groups import user_group
+    from streams.groups import user_group
 
     await get_channel_layer().group_send(user_group(alice.user.pk), {"type": "stream.events", "events": events[::-1]})
     await client.nothing_more()
@@ -323,7 +325,7 @@ async def test_hello_with_a_cursor_from_the_future_still_gets_new_events(socket,
 async def test_a_channel_message_of_an_unknown_type_is_dropped_not_fatal(socket, alice):
     from channels.layers import get_channel_layer
 
-    from realtime.groups import user_group
+    from streams.groups import user_group
 
     client = await socket(alice.token)
     await get_channel_layer().group_send(user_group(alice.user.pk), {"type": "something.new", "x": 1})

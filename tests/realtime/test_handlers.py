@@ -13,7 +13,7 @@ from accounts.models import User
 from messaging import services as messaging_services
 from messaging.models import Message
 from realtime import handlers
-from realtime.stream import stream_head
+from streams.selectors import stream_head
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -327,7 +327,7 @@ async def test_privacy_tightened_while_connected_hides_the_offline(socket, alice
 
 
 async def test_heartbeat_keeps_a_live_socket_online_past_the_ttl(socket, alice, settings):
-    from realtime.presence import device_ids_online
+    from streams.presence import device_ids_online
 
     settings.WS_PRESENCE_TTL = 1
     settings.WS_HEARTBEAT_SECONDS = 0.3

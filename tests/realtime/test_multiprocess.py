@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from messaging import services as messaging_services
-from realtime.stream import stream_head
+from streams.selectors import stream_head
 from tests.processes import current_database_url
 from tests.reliability.services import free_port
 

@@ -27,7 +27,7 @@ from contacts.models import JoinedNotified
 from contacts.services import contacts_user_registered, pepper_ensure_current
 from messaging import services as messaging_services
 from messaging.models import FanoutJob
-from realtime.models import Event, UserStream
+from streams.models import Event, UserStream
 from tests.contacts.conftest import discovery_of, sync
 from tests.factories import next_phone, sign_in
 from tests.processes import Worker, celery_worker, current_database_url, wait_for
@@ -57,7 +57,7 @@ def stream_locked(user_id: object) -> Iterator[None]:
     that user's stream waits until the block ends."""
     UserStream.objects.get_or_create(user_id=user_id)
     with psycopg.connect(current_database_url(), autocommit=False) as conn:
-        conn.execute("SELECT 1 FROM realtime_userstream WHERE user_id = %s FOR UPDATE", [str(user_id)])
+        conn.execute("SELECT 1 FROM streams_userstream WHERE user_id = %s FOR UPDATE", [str(user_id)])
         yield
         conn.rollback()
 

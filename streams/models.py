@@ -1,7 +1,9 @@
 """The per-user event stream: the record every client catches up from.
 
-It sits in `realtime` rather than `messaging` because contacts (contact.joined),
-accounts and exports emit events too, and they may not import messaging.
+It is the foundation under every app (messaging, contacts, accounts, exports,
+calls, moments, red packets all emit events), so it lives in its own app below
+them; apps use its public functions (`streams.services.stream_append`,
+`streams.selectors.stream_read`, `streams.groups.relay_*`), never its tables.
 """
 
 from django.conf import settings

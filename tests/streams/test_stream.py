@@ -7,8 +7,10 @@ from channels.layers import get_channel_layer
 from django.db import connection, transaction
 
 from core.errors import ValidationFailed
-from realtime.groups import user_group
-from realtime.stream import PendingEvent, cursor_decode, stream_append, stream_head, stream_read
+from streams.cursors import cursor_decode
+from streams.groups import user_group
+from streams.selectors import stream_head, stream_read
+from streams.services import PendingEvent, stream_append
 
 
 @pytest.mark.django_db

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from realtime.presence import device_ids_online, device_offline, device_online, user_ids_online, user_is_online
+from streams.presence import device_ids_online, device_offline, device_online, user_ids_online, user_is_online
 
 
 def ids() -> tuple[str, str]:

@@ -6,7 +6,7 @@ import uuid
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
-from realtime.groups import group_send_many_now, user_group
+from streams.groups import group_send_many_now, user_group
 
 
 async def test_group_send_many_rings_every_group_once():
