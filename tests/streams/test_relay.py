@@ -35,7 +35,7 @@ async def test_relay_reaches_every_socket_of_the_users_but_the_excluded_device(s
 
 
 async def test_relay_to_a_device_reaches_only_that_device(socket, alice):
-    _, tablet_token = await database_sync_to_async(device_create)(user=alice.user, name="Tablet",
+    tablet, tablet_token = await database_sync_to_async(device_create)(user=alice.user, name="Tablet",
                                                                        platform="ios")
     phone, other = await ready(socket, alice.token), await ready(socket, tablet_token)
     await relay(FRAME, device_ids=[tablet.pk])
