@@ -134,12 +134,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Names this server's connections in pg_stat_activity (operators, and the pool-bound test).
     DATABASES["default"]["OPTIONS"].setdefault("application_name", env_str("DB_APPLICATION_NAME", "messenger"))
     if DB_POOL_MAX_SIZE > 0:
+        # Django's backend with a pool that waits for a busy pool but not for a dead database.
+        DATABASES["default"]["ENGINE"] = "core.postgresql"
         DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django must not
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": min(DB_POOL_MIN_SIZE, DB_POOL_MAX_SIZE),
             "max_size": DB_POOL_MAX_SIZE,
             "timeout": DB_POOL_TIMEOUT,
             "max_idle": 300,  # idle connections beyond min_size close after this many seconds
+            # Background reconnection gives up quickly while the database is down; the next
+            # request that needs a connection starts a new attempt, so recovery is prompt.
+            "reconnect_timeout": max(5, 2 * env_int("DB_CONNECT_TIMEOUT", 3)),
         }
         # Checked at checkout (one round trip): after a database restart the pool replaces
         # its dead connections instead of failing one request for each.
