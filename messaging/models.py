@@ -28,6 +28,10 @@ class Role(models.TextChoices):
     MEMBER = "member"
 
 
+# Who may administer a group or post in a broadcast.
+ADMIN_ROLES = frozenset({Role.OWNER, Role.ADMIN})
+
+
 class MessageType(models.TextChoices):
     TEXT = "text"
     IMAGE = "image"

@@ -1,0 +1,121 @@
+"""Read and delivered pointers (receipts), and the device's ack of its stream."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, IntegerField, Subquery
+from django.db.models.functions import Coalesce, Greatest
+
+from accounts.models import User
+from core.errors import ValidationFailed
+from messaging import events, integrations
+from messaging.models import (
+    Conversation,
+    DeviceCursor,
+    Membership,
+)
+from messaging.selectors import (
+    _unread_subquery,
+    conversation_get_for_member,
+    is_small,
+)
+from streams.cursors import cursor_decode
+from streams.models import Event
+from streams.selectors import stream_head
+from streams.services import PendingEvent, stream_append
+
+# --- Read and delivered pointers (receipts) -------------------------------------------------
+
+
+def conversation_read(*, user: User, conversation_id: object, seq: int) -> None:
+    """Move the read pointer forward (never back). Other members of a small
+    conversation get `receipt.read` unless the reader turned read receipts off;
+    the reader's own devices get `conversation.updated` with the new pointer."""
+    with transaction.atomic():
+        membership = conversation_get_for_member(user_id=user.pk, conversation_id=conversation_id)
+        conversation = membership.conversation
+        if seq > conversation.last_seq:
+            raise ValidationFailed(details={"seq": [f"Beyond the last message ({conversation.last_seq})."]})
+        moved = Membership.objects.filter(pk=membership.pk, read_seq__lt=seq).update(
+            read_seq=seq, delivered_seq=Greatest(F("delivered_seq"), seq))
+        if not moved:
+            return
+        membership.read_seq = seq
+        unread = (Membership.objects.filter(pk=membership.pk)
+                  .annotate(n=Coalesce(Subquery(_unread_subquery(user.pk), output_field=IntegerField()), 0))
+                  .values_list("n", flat=True).first())
+        pending = [PendingEvent(user.pk, events.CONVERSATION_UPDATED, events.conversation_updated(
+            conversation_id=str(conversation.pk), read_seq=seq, unread_count=unread))]
+        if user.read_receipts and is_small(conversation):
+            others = [str(u) for u in Membership.objects.filter(conversation=conversation, left_at__isnull=True)
+                      .exclude(user=user).values_list("user_id", flat=True)]
+            hidden = integrations.blocked_either_way(user_id=user.pk, other_ids=others)
+            data = events.receipt(conversation_id=str(conversation.pk), user_id=str(user.pk), seq=seq)
+            pending += [PendingEvent(u, events.RECEIPT_READ, data) for u in others if u not in hidden]
+        stream_append(pending)
+
+
+def device_ack(*, user: User, device_id: object, cursor: str) -> None:
+    """The device has stored its user's stream up to `cursor`.
+
+    The device's cursor only moves forward (and never past the stream head).
+    Every `message.new` newly covered marks the user's membership delivered up
+    to that seq, and each sender in a small conversation gets one
+    `receipt.delivered` per conversation with the new delivered pointer.
+    """
+    position = cursor_decode(cursor)
+    if position <= 0:
+        return
+    with transaction.atomic():
+        position = min(position, stream_head(user_id=user.pk))
+        row, _ = DeviceCursor.objects.select_for_update().get_or_create(device_id=device_id)
+        if position <= row.position:
+            return
+        old, row.position = row.position, position
+        row.save(update_fields=["position"])
+        _mark_delivered(user=user, after=old, upto=position)
+
+
+def _mark_delivered(*, user: User, after: int, upto: int) -> None:
+    newest: dict[str, int] = {}
+    senders: dict[str, set[str]] = defaultdict(set)
+    for conversation_id, seq, sender_id in (
+        Event.objects.filter(user_id=user.pk, type=events.MESSAGE_NEW, position__gt=after, position__lte=upto)
+        .exclude(data__sender_id=str(user.pk))
+        .values_list("data__conversation_id", "data__seq", "data__sender_id")
+    ):
+        if isinstance(seq, int) and seq > newest.get(conversation_id, 0):
+            newest[conversation_id] = seq
+        senders[conversation_id].add(str(sender_id))
+    if not newest:
+        return
+    small = {str(c.pk) for c in Conversation.objects.filter(pk__in=list(newest)) if is_small(c)}
+    pending = []
+    for conversation_id in sorted(newest):
+        seq = newest[conversation_id]
+        moved = Membership.objects.filter(conversation_id=conversation_id, user=user, delivered_seq__lt=seq,
+                                          left_at__isnull=True).update(delivered_seq=seq)
+        if moved and conversation_id in small:
+            data = events.receipt(conversation_id=conversation_id, user_id=str(user.pk), seq=seq)
+            pending += [PendingEvent(s, events.RECEIPT_DELIVERED, data) for s in sorted(senders[conversation_id])]
+    stream_append(pending)
+
+
+def sync_read(*, user: User, device_id: object, cursor: str | None, limit: int) -> dict[str, Any]:
+    """GET /sync: the device proved it stored everything up to `cursor`, so that
+    counts as its ack; then the next page after it."""
+    from streams.cursors import cursor_encode
+    from streams.selectors import stream_read
+
+    after = cursor_decode(cursor)
+    if after and device_id is not None:
+        device_ack(user=user, device_id=device_id, cursor=cursor)
+    page, has_more = stream_read(user_id=user.pk, after=after, limit=limit)
+    return {
+        "events": [{k: e[k] for k in ("cursor", "type", "data", "created_at")} for e in page],
+        "cursor": page[-1]["cursor"] if page else cursor_encode(after),
+        "has_more": has_more,
+    }
