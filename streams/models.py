@@ -29,7 +29,10 @@ class Event(models.Model):
                              db_index=False)
     position = models.BigIntegerField()
     type = models.CharField(max_length=48)
-    data = models.JSONField()
+    # The payload, or NULL when the event references a row that is rendered at read time
+    # (`ref_id`: a message.new points at its message instead of carrying a copy per recipient).
+    data = models.JSONField(null=True, blank=True)
+    ref_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField()
 
     class Meta:

@@ -10,6 +10,7 @@ from uuid import UUID
 from core.serializers import timestamp
 from streams.cursors import cursor_encode
 from streams.models import Event, UserStream
+from streams.rendering import render_references
 
 
 def event_public(*, position: int, type: str, data: Mapping[str, Any], created_at: datetime) -> dict[str, Any]:
@@ -24,16 +25,20 @@ def event_public(*, position: int, type: str, data: Mapping[str, Any], created_a
 
 
 def stream_read(*, user_id: UUID | str, after: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
-    """Events after position `after`, oldest first, and whether more follow."""
+    """Events after position `after`, oldest first, and whether more follow.
+    Events that reference a row are rendered by their type's renderer, one call per type."""
     rows = list(
         Event.objects.filter(user_id=user_id, position__gt=after)
         .order_by("position")
-        .values_list("position", "type", "data", "created_at")[: limit + 1]
+        .values_list("position", "type", "data", "ref_id", "created_at")[: limit + 1]
     )
     has_more = len(rows) > limit
+    rows = rows[:limit]
+    rendered = render_references((type_, str(ref_id)) for _, type_, _, ref_id, _ in rows if ref_id)
     return [
-        event_public(position=position, type=type_, data=data, created_at=created_at)
-        for position, type_, data, created_at in rows[:limit]
+        event_public(position=position, type=type_, created_at=created_at,
+                     data=rendered[(type_, str(ref_id))] if ref_id else data)
+        for position, type_, data, ref_id, created_at in rows
     ], has_more
 
 

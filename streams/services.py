@@ -25,9 +25,14 @@ from streams.selectors import event_public
 
 @dataclass(frozen=True)
 class PendingEvent:
+    """An event to append. With `ref_id` the stored event only points at that row (its
+    type's renderer, `streams.rendering`, renders it at read time) and `data` is what
+    live sockets are rung with now; without it `data` is stored as it is."""
+
     user_id: UUID | str
     type: str
     data: Mapping[str, Any]
+    ref_id: UUID | str | None = None
 
 
 def _reserve_positions(counts: dict[str, int]) -> dict[str, int]:
@@ -73,13 +78,14 @@ def stream_append(events: Iterable[PendingEvent]) -> list[Event]:
         for event in pending:
             key = str(UUID(str(event.user_id)))
             rows.append(Event(user_id=key, position=next_position[key], type=event.type,
-                              data=dict(event.data), created_at=now))
+                              data=None if event.ref_id else dict(event.data), ref_id=event.ref_id,
+                              created_at=now))
             next_position[key] += 1
         Event.objects.bulk_create(rows)
         by_user: dict[str, list[dict[str, Any]]] = {}
-        for row in rows:
+        for row, event in zip(rows, pending, strict=True):
             by_user.setdefault(str(row.user_id), []).append(
-                event_public(position=row.position, type=row.type, data=row.data, created_at=row.created_at)
+                event_public(position=row.position, type=row.type, data=event.data, created_at=row.created_at)
             )
         transaction.on_commit(lambda: _ring(by_user))
     return rows

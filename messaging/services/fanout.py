@@ -98,7 +98,9 @@ def _fanout_batch(job: FanoutJob, batch_size: int) -> int:
         skip |= {str(u) for u in MessageHidden.objects.filter(message_id=job.message_id, user_id__in=user_ids)
                  .values_list("user_id", flat=True)}
     recipients = [(str(u), muted, has_push) for u, muted, has_push in rows if str(u) not in skip]
-    stream_append([PendingEvent(u, job.event_type, job.data) for u, _, _ in recipients])
+    # A new message is referenced, not copied: each member's event points at the one row.
+    ref_id = job.message_id if job.event_type == events.MESSAGE_NEW else None
+    stream_append([PendingEvent(u, job.event_type, job.data, ref_id=ref_id) for u, _, _ in recipients])
     if job.event_type == events.MESSAGE_NEW and job.message_id:
         push_new_message(job.message, [(u, muted) for u, muted, has_push in recipients if has_push])
     job.after_user_id = rows[-1][0]

@@ -16,6 +16,7 @@ from messaging.models import (
     Conversation,
     DeviceCursor,
     Membership,
+    Message,
 )
 from messaging.selectors import (
     _unread_subquery,
@@ -82,12 +83,14 @@ def device_ack(*, user: User, device_id: object, cursor: str) -> None:
 def _mark_delivered(*, user: User, after: int, upto: int) -> None:
     newest: dict[str, int] = {}
     senders: dict[str, set[str]] = defaultdict(set)
+    covered = Event.objects.filter(user_id=user.pk, type=events.MESSAGE_NEW, position__gt=after,
+                                   position__lte=upto).values("ref_id")
     for conversation_id, seq, sender_id in (
-        Event.objects.filter(user_id=user.pk, type=events.MESSAGE_NEW, position__gt=after, position__lte=upto)
-        .exclude(data__sender_id=str(user.pk))
-        .values_list("data__conversation_id", "data__seq", "data__sender_id")
+        Message.objects.filter(pk__in=Subquery(covered)).exclude(sender_id=user.pk)
+        .values_list("conversation_id", "seq", "sender_id")
     ):
-        if isinstance(seq, int) and seq > newest.get(conversation_id, 0):
+        conversation_id = str(conversation_id)
+        if seq > newest.get(conversation_id, 0):
             newest[conversation_id] = seq
         senders[conversation_id].add(str(sender_id))
     if not newest:

@@ -385,7 +385,7 @@ def _emit_new_messages(sent: list[tuple[Message, dict[str, Any]]]) -> None:
         if message.attachment_id:
             integrations.attachment_mark_used(attachment_id=message.attachment_id)
         if message.conversation_id not in small_ids:
-            pending.append(PendingEvent(sender_id, events.MESSAGE_NEW, events.message_new(public)))
+            pending.append(PendingEvent(sender_id, events.MESSAGE_NEW, events.message_new(public), ref_id=message.pk))
             jobs.append(FanoutJob(conversation_id=message.conversation_id, message=message,
                                   event_type=events.MESSAGE_NEW, data=events.message_new(public),
                                   exclude_user_ids=[sender_id], cutoff=message.created_at))
@@ -396,7 +396,7 @@ def _emit_new_messages(sent: list[tuple[Message, dict[str, Any]]]) -> None:
             if user_id in blocked_by:
                 hidden.append(MessageHidden(message=message, user_id=user_id))
                 continue
-            pending.append(PendingEvent(user_id, events.MESSAGE_NEW, events.message_new(public)))
+            pending.append(PendingEvent(user_id, events.MESSAGE_NEW, events.message_new(public), ref_id=message.pk))
             if user_id != sender_id and user_id in pushable:
                 recipients.append((user_id, muted_until))
         push_new_message(message, recipients)

@@ -9,17 +9,15 @@ from typing import Any
 import pytest
 
 from messaging import services
-from streams.models import Event
+from streams.selectors import stream_read
 from tests.factories import SignedInDevice
 
 
 def stream_events(user: Any, type: str | None = None) -> list[tuple[str, dict]]:
-    """(type, data) of every event in the user's stream, oldest first."""
+    """(type, data) of every event in the user's stream, oldest first, as clients read them."""
     user = getattr(user, "user", user)
-    qs = Event.objects.filter(user_id=getattr(user, "pk", user)).order_by("position")
-    if type:
-        qs = qs.filter(type=type)
-    return [(e.type, e.data) for e in qs]
+    events, _ = stream_read(user_id=getattr(user, "pk", user), after=0, limit=100_000)
+    return [(e["type"], e["data"]) for e in events if type is None or e["type"] == type]
 
 
 def new_direct(a: SignedInDevice, b: SignedInDevice) -> str:

@@ -97,7 +97,7 @@ def test_fanout_finishes_once_after_its_worker_is_killed_mid_batch(broker, tmp_p
                 payload={"client_id": str(uuid.uuid4()), "type": "text", "text": "to many"})
 
     def delivered() -> int:
-        return Event.objects.filter(type="message.new", data__id=message.get("m", {}).get("id")).count()
+        return Event.objects.filter(type="message.new", ref_id=message.get("m", {}).get("id")).count()
 
     killed_mid_task_then_rerun(
         env, tmp_path, locked_user=ordered[9], start=send,
@@ -105,7 +105,7 @@ def test_fanout_finishes_once_after_its_worker_is_killed_mid_batch(broker, tmp_p
         done=lambda: FanoutJob.objects.filter(finished_at__isnull=False).exists() and delivered() >= 15)
 
     for person in [owner, *members]:
-        mine = Event.objects.filter(user_id=person.user.pk, type="message.new", data__id=message["m"]["id"])
+        mine = Event.objects.filter(user_id=person.user.pk, type="message.new", ref_id=message["m"]["id"])
         assert mine.count() == 1, (person.user.pk, mine.count())
 
 
