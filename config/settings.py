@@ -124,6 +124,9 @@ else:
 DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", 2)
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10)
 DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 30)
+# The socket's send path runs its one statement per batch on an async pool of its own
+# (core.asyncdb), straight from the event loop: this many connections per process.
+DB_ASYNC_POOL_SIZE = env_int("DB_ASYNC_POOL_SIZE", 4)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A dead database must fail fast (503), never hang a request.
     DATABASES["default"].setdefault("OPTIONS", {})
@@ -329,6 +332,12 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
     "MessageTypeEnum": "messaging.models.MessageType",
 })
 
+# --- Streams -------------------------------------------------------------------
+
+# Doorbell groups between server processes (streams.hub): one is enough for one Redis; with a
+# sharded channel layer (several hosts) use as many as hosts so rings spread over them.
+STREAMS_RING_GROUPS = env_int("STREAMS_RING_GROUPS", 1)
+
 # --- Realtime ------------------------------------------------------------------
 
 WS_FRAME_RATE = env_int("WS_FRAME_RATE", 20)
@@ -352,8 +361,19 @@ WS_PRESENCE_SNAPSHOT_MAX = env_int("WS_PRESENCE_SNAPSHOT_MAX", 500)
 # the buffer is dropped and the database re-read instead.
 WS_REPLAY_PAGE = env_int("WS_REPLAY_PAGE", 200)
 WS_REPLAY_BUFFER_MAX = env_int("WS_REPLAY_BUFFER_MAX", 2000)
-# Group commit: most message.send frames handled in one transaction per process.
-WS_SEND_BATCH_MAX = env_int("WS_SEND_BATCH_MAX", 64)
+# Group commit: at most this many message.send frames in one statement, and this many
+# batches in flight per process (each on its own connection of the async pool).
+WS_SEND_BATCH_MAX = env_int("WS_SEND_BATCH_MAX", 128)
+WS_SEND_BATCHES_IN_FLIGHT = env_int("WS_SEND_BATCHES_IN_FLIGHT", 4)
+# An event that arrives ahead of its predecessor waits this long for it before the socket
+# reads the hole from the database.
+WS_GAP_WAIT_SECONDS = float(env_str("WS_GAP_WAIT_SECONDS", "0.05"))
+# Frames queued for a socket whose client stopped reading, before it is closed with 4009.
+WS_BACKLOG_MAX = env_int("WS_BACKLOG_MAX", 10000)
+# How often the process's housekeeper flushes stalled sockets.
+WS_HOUSEKEEPING_SECONDS = float(env_str("WS_HOUSEKEEPING_SECONDS", "0.1"))
+# Token lookups for connecting sockets in flight at once per process (a connect burst queues).
+WS_CONNECT_CONCURRENCY = env_int("WS_CONNECT_CONCURRENCY", 32)
 # At most one typing "start" relay per socket and conversation in this many seconds.
 WS_TYPING_THROTTLE_SECONDS = env_int("WS_TYPING_THROTTLE_SECONDS", 2)
 # Typing is not relayed in conversations with more other members than this.

@@ -15,6 +15,8 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
+from psycopg import OperationalError as PsycopgOperationalError
+from psycopg_pool import PoolTimeout
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
@@ -152,7 +154,7 @@ def to_application_error(exc: Exception) -> ApplicationError | None:
         return RateLimited(retry_after=int(exc.wait or 1))
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge()
-    if isinstance(exc, (OperationalError, InterfaceError)):
+    if isinstance(exc, (OperationalError, InterfaceError, PsycopgOperationalError, PoolTimeout)):
         return ServiceUnavailable(details={"check": "database"})
     if isinstance(exc, DatabaseError) and "timeout" in str(exc).lower():
         return ServiceUnavailable(details={"check": "database"})

@@ -53,3 +53,88 @@ def hit(scope: str, subject: str, limit: Limit, *, cost: int = 1,
     if used > allowed:
         raise error(retry_after=retry_after)
     return used
+
+
+# --- Allowances for batches (the message send path) ---------------------------------------
+#
+# A batch of sends asks once how much each sender may still send in the window, the
+# database refuses what goes past it (retries of stored messages do not count), and the
+# batch then spends what it really wrote. Two round trips per batch whatever its size;
+# concurrent batches of one sender may overshoot the limit by what they had in flight.
+
+def _keys(scope: str, subjects: list[str], window: int) -> tuple[dict[str, str], int]:
+    keys: dict[str, str] = {}
+    retry_after = window
+    for subject in subjects:
+        keys[subject], retry_after = _cache_key(scope, subject, window)
+    return keys, retry_after
+
+
+def remaining_many(scope: str, subjects: list[str], limit: Limit) -> tuple[dict[str, int], int]:
+    """({subject: hits left in the window}, seconds until it ends) in one cache round trip."""
+    allowed, window = limit
+    keys, retry_after = _keys(scope, subjects, window)
+    used = cache.get_many(list(keys.values()))
+    return {subject: max(0, allowed - int(used.get(key) or 0)) for subject, key in keys.items()}, retry_after
+
+
+def spend_many(scope: str, costs: dict[str, int], limit: Limit) -> None:
+    """Add each subject's cost to its window's counter."""
+    for subject, cost in costs.items():
+        if cost:
+            hit(scope, subject, limit, cost=cost, error=_NeverRaised)
+
+
+class _NeverRaised(RateLimited):
+    """Spending what was already written must not fail; past the limit is fine here."""
+
+
+_async_clients: dict[object, object] = {}
+
+
+def _async_client() -> object:
+    import asyncio
+
+    from redis import asyncio as aioredis
+
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        for stale in [other for other in _async_clients if other.is_closed()]:  # type: ignore[attr-defined]
+            del _async_clients[stale]
+        client = _async_clients[loop] = aioredis.Redis.from_url(
+            settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    return client
+
+
+async def remaining_many_async(scope: str, subjects: list[str], limit: Limit) -> tuple[dict[str, int], int]:
+    """`remaining_many` from the event loop, on the same counters (Redis only)."""
+    if not settings.REDIS_URL:
+        from asgiref.sync import sync_to_async
+
+        return await sync_to_async(remaining_many)(scope, subjects, limit)
+    allowed, window = limit
+    keys, retry_after = _keys(scope, subjects, window)
+    values = await _async_client().mget([cache.make_key(key) for key in keys.values()])  # type: ignore[attr-defined]
+    return {subject: max(0, allowed - int(value or 0))
+            for (subject, _), value in zip(keys.items(), values, strict=True)}, retry_after
+
+
+async def spend_many_async(scope: str, costs: dict[str, int], limit: Limit) -> None:
+    """`spend_many` from the event loop: one pipeline for every subject."""
+    costs = {subject: cost for subject, cost in costs.items() if cost}
+    if not costs:
+        return
+    if not settings.REDIS_URL:
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(spend_many)(scope, costs, limit)
+        return
+    _, window = limit
+    keys, _ = _keys(scope, list(costs), window)
+    async with _async_client().pipeline(transaction=False) as pipe:  # type: ignore[attr-defined]
+        for subject, cost in costs.items():
+            full_key = cache.make_key(keys[subject])
+            pipe.incrby(full_key, cost)
+            pipe.expire(full_key, window + 1, nx=True)
+        await pipe.execute()

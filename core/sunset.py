@@ -91,6 +91,7 @@ def current_schedule() -> Schedule | None:
 def forget_schedule() -> None:
     """Drop the cached schedule; call after the schedule changes (on commit)."""
     cache.delete(_CACHE_KEY)
+    _local["until"] = 0.0
 
 
 def current_phase(now: datetime | None = None) -> str:
@@ -112,6 +113,27 @@ def ensure_writable(action: str) -> None:
         "read_only_at": timestamp(schedule.read_only_at),
         "shutdown_at": timestamp(schedule.shutdown_at),
     })
+
+
+_local: dict[str, object] = {"until": 0.0, "schedule": None}
+LOCAL_SECONDS = 1.0
+
+
+async def ensure_writable_async(action: str) -> None:
+    """`ensure_writable` for the event loop: the schedule is remembered in the process for a
+    second (then re-read on a thread), so a hot path pays no round trip per call."""
+    import time
+
+    from asgiref.sync import sync_to_async
+
+    now = time.monotonic()
+    if now >= float(_local["until"]):  # type: ignore[arg-type]
+        _local["schedule"] = await sync_to_async(current_schedule, thread_sensitive=False)()
+        _local["until"] = now + LOCAL_SECONDS
+    schedule = _local["schedule"]
+    if schedule is None or schedule.phase() in (NORMAL, ANNOUNCED):  # type: ignore[union-attr]
+        return
+    ensure_writable(action)  # raises with the details (the schedule is cached, no query)
 
 
 # Paths that keep answering after shutdown: taking data out, reading why, and

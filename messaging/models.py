@@ -60,8 +60,10 @@ class Conversation(models.Model):
     last_seq = models.BigIntegerField(default=0)
     # Set in the same UPDATE that allocates the seq; the FK is deferred, so it
     # may point at the message inserted right after in the same transaction.
+    # No index and no database constraint: the send path rewrites this on every message, and an
+    # indexed column would make each of those updates a non-HOT one (messages are never deleted).
     last_message = models.ForeignKey("Message", null=True, blank=True, on_delete=models.SET_NULL,
-                                     related_name="+")
+                                     related_name="+", db_index=False, db_constraint=False)
     member_count = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
@@ -98,12 +100,15 @@ class Membership(models.Model):
 
 
 class Message(models.Model):
+    # The hot table: the send path (messaging_send_batch) checks membership, senders and replies
+    # itself under the conversation lock, so its foreign keys carry no database constraint (each
+    # would cost a trigger per row at commit); users and conversations are never deleted.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages",
-                                     db_index=False)
+                                     db_index=False, db_constraint=False)
     seq = models.BigIntegerField()
     sender = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+",
-                               db_index=False)
+                               db_index=False, db_constraint=False)
     client_id = models.UUIDField()
     type = models.CharField(max_length=16, choices=MessageType.choices)
     text = models.TextField(blank=True, default="")
@@ -112,7 +117,8 @@ class Message(models.Model):
     content = models.JSONField(null=True, blank=True)
     # No FK: the media app owns attachments and may land after this one.
     attachment_id = models.UUIDField(null=True, blank=True)
-    reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                 db_index=False, db_constraint=False)
     location = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField()
     edited_at = models.DateTimeField(null=True, blank=True)
@@ -127,6 +133,7 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["attachment_id"], condition=Q(attachment_id__isnull=False),
                          name="message_attachment_idx"),
+            models.Index(fields=["reply_to"], condition=Q(reply_to__isnull=False), name="message_reply_to_idx"),
         ]
 
     def __str__(self) -> str:

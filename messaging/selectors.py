@@ -59,28 +59,40 @@ def is_small(conversation: Conversation) -> bool:
 def message_public(message: Message, *, attachments: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The contract's Message shape (plus `location`). A recalled message keeps
     its place (seq) but loses its content."""
-    deleted = message.deleted_at is not None
     attachment = None
-    if message.attachment_id and not deleted:
+    if message.attachment_id and message.deleted_at is None:
         if attachments is None:
             attachments = integrations.attachments_public([message.attachment_id])
         attachment = attachments.get(str(message.attachment_id))
+    return message_public_values(
+        id=message.pk, conversation_id=message.conversation_id, seq=message.seq, sender_id=message.sender_id,
+        client_id=message.client_id, type=message.type, text=message.text, attachment=attachment,
+        location=message.location, reply_to=message.reply_to_id, created_at=timestamp(message.created_at),
+        edited_at=timestamp(message.edited_at), deleted=message.deleted_at is not None, content=message.content)
+
+
+def message_public_values(*, id: object, conversation_id: object, seq: int, sender_id: object, client_id: object,
+                          type: str, text: str, attachment: dict[str, Any] | None, location: dict | None,
+                          reply_to: object, created_at: str, edited_at: str | None, deleted: bool,
+                          content: dict[str, Any] | None) -> dict[str, Any]:
+    """The one place the Message shape is built (from a model row, or from what the send
+    path just wrote); timestamps come already formatted."""
     return {
-        "id": str(message.pk),
-        "conversation_id": str(message.conversation_id),
-        "seq": message.seq,
-        "sender_id": str(message.sender_id),
-        "client_id": str(message.client_id),
-        "type": message.type,
-        "text": "" if deleted else message.text,
-        "attachment": attachment,
-        "location": None if deleted else message.location,
-        "reply_to": str(message.reply_to_id) if message.reply_to_id else None,
-        "created_at": timestamp(message.created_at),
-        "edited_at": timestamp(message.edited_at),
+        "id": str(id),
+        "conversation_id": str(conversation_id),
+        "seq": seq,
+        "sender_id": str(sender_id),
+        "client_id": str(client_id),
+        "type": type,
+        "text": "" if deleted else text,
+        "attachment": None if deleted else attachment,
+        "location": None if deleted else location,
+        "reply_to": str(reply_to) if reply_to else None,
+        "created_at": created_at,
+        "edited_at": edited_at,
         "deleted": deleted,
         # A server-made type's payload under its own key ("call", "red_packet").
-        **(message.content if message.content and not deleted else {}),
+        **(content if content and not deleted else {}),
     }
 
 

@@ -1,13 +1,15 @@
-"""Group commit for socket sends: many frames, one thread hop, one transaction.
+"""Group commit for socket sends: many frames, one statement, several batches in flight.
 
-Each process has one batcher per event loop. Handlers `submit` a request and
-await its own result; one drain task takes everything queued (up to
-`max_batch`) and runs it through a sync function in one
-`database_sync_to_async` call. While a batch commits, the next one queues up,
-so under load the batch size grows by itself and the per-message cost of the
-transaction, the thread hop and the post-commit wake-ups is shared. A reply
-is sent only when the batch function returned, i.e. after its commit:
-"acknowledged means committed" holds for every request in it.
+Each event loop (server process) has one batcher. A handler `submit`s its
+request with the callback that answers it and returns at once, so a socket
+keeps reading while its sends commit. The first request to arrive starts a
+batch on the next turn of the loop (after every socket whose frames arrived
+in the same turn had its say), up to `max_batch` requests; while batches are
+in flight (at most `max_in_flight`, each on its own pooled connection) new
+requests queue and go together in the next one, so under load batches grow
+by themselves and the per-message cost of the round trip and the commit is
+shared. A callback runs only after its batch function returned, i.e. after
+the commit: "acknowledged means committed" holds for every request.
 """
 
 from __future__ import annotations
@@ -15,71 +17,85 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from channels.db import database_sync_to_async
+from django.conf import settings
 
 from core.errors import ApplicationError, to_application_error
 
 logger = logging.getLogger(__name__)
 
-BatchFunction = Callable[[list[Any]], Sequence[Any]]
-Hop = Callable[[BatchFunction], Callable[[list[Any]], Awaitable[Sequence[Any]]]]
+BatchFunction = Callable[[list[Any]], Awaitable[Sequence[Any]]]
+Done = Callable[[Any], Awaitable[None]]
 
 
-class GroupCommitBatcher:
-    def __init__(self, run: BatchFunction, *, max_batch: int, hop: Hop = database_sync_to_async) -> None:
+class Batcher:
+    def __init__(self, run: BatchFunction, *, max_batch: int, max_in_flight: int) -> None:
         self.run = run
-        self.hop = hop  # how the sync batch function is run off the loop
         self.max_batch = max(1, max_batch)
-        self.queue: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] = asyncio.Queue()
-        # A fresh context: the drain task serves every socket of the process and must
-        # not carry the context variables of whichever consumer happened to create it.
-        self.task = asyncio.get_running_loop().create_task(self._drain(), context=contextvars.Context())
+        self.max_in_flight = max(1, max_in_flight)
+        self.queue: deque[tuple[Any, Done]] = deque()
+        self.in_flight = 0
+        self.running: set[asyncio.Task[None]] = set()  # held, so a batch in flight is never collected
+        self.scheduled = False
         self.batches = 0
+        # A fresh context: batches serve every socket of the process and must not carry the
+        # context variables of whichever socket happened to start one.
+        self._context = contextvars.Context()
 
-    async def submit(self, request: Any) -> Any:
-        """The batch function's result for this request; raises its ApplicationError."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self.queue.put((request, future))
-        result = await future
-        if isinstance(result, BaseException):
-            raise result
-        return result
+    def submit(self, request: Any, done: Done) -> None:
+        """Queue a request; `done(result)` is awaited after its batch commits (the result is
+        the batch function's, or the ApplicationError that failed the batch)."""
+        self.queue.append((request, done))
+        self._schedule()
 
-    async def _drain(self) -> None:
-        while True:
-            batch = [await self.queue.get()]
-            while len(batch) < self.max_batch and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
-            live = [(request, future) for request, future in batch if not future.cancelled()]
-            if not live:
-                continue
-            try:
-                results = list(await self.hop(self.run)([request for request, _ in live]))
-            except Exception as exc:
-                error = to_application_error(exc)
-                if error is None:
-                    logger.exception("send batch failed")
-                    error = ApplicationError("Internal server error.", code="internal_error", status=500)
-                results = [error] * len(live)
+    def _schedule(self) -> None:
+        if not self.scheduled and self.queue and self.in_flight < self.max_in_flight:
+            self.scheduled = True
+            asyncio.get_running_loop().call_soon(self._start, context=self._context)
+
+    def _start(self) -> None:
+        self.scheduled = False
+        loop = asyncio.get_running_loop()
+        while self.queue and self.in_flight < self.max_in_flight:
+            batch = [self.queue.popleft() for _ in range(min(self.max_batch, len(self.queue)))]
+            self.in_flight += 1
+            task = loop.create_task(self._run(batch), context=self._context)
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
+
+    async def _run(self, batch: list[tuple[Any, Done]]) -> None:
+        try:
+            results = list(await self.run([request for request, _ in batch]))
+        except Exception as exc:
+            error = to_application_error(exc)
+            if error is None:
+                logger.exception("send batch failed")
+                error = ApplicationError("Internal server error.", code="internal_error", status=500)
+            results = [error] * len(batch)
+        finally:
+            self.in_flight -= 1
             self.batches += 1
-            for (_, future), result in zip(live, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+            self._schedule()
+        for (_, done), result in zip(batch, results, strict=True):
+            try:
+                await done(result)
+            except Exception:
+                logger.exception("answering a send failed")
 
 
-_batchers: dict[tuple[asyncio.AbstractEventLoop, str], GroupCommitBatcher] = {}
+_batchers: dict[asyncio.AbstractEventLoop, Batcher] = {}
 
 
-def batcher_for(name: str, run: BatchFunction, *, max_batch: int) -> GroupCommitBatcher:
-    """The batcher `name` of the running loop (tests run each on a fresh loop)."""
+def batcher(run: BatchFunction) -> Batcher:
+    """The running loop's send batcher (tests run each on a fresh loop)."""
     loop = asyncio.get_running_loop()
-    key = (loop, name)
-    batcher = _batchers.get(key)
-    if batcher is None or batcher.task.done():
-        for stale in [k for k in _batchers if k[0].is_closed()]:
+    existing = _batchers.get(loop)
+    if existing is None:
+        for stale in [other for other in _batchers if other.is_closed()]:
             del _batchers[stale]
-        batcher = _batchers[key] = GroupCommitBatcher(run, max_batch=max_batch)
-    return batcher
+        existing = _batchers[loop] = Batcher(run, max_batch=settings.WS_SEND_BATCH_MAX,
+                                             max_in_flight=settings.WS_SEND_BATCHES_IN_FLIGHT)
+    return existing

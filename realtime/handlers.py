@@ -1,22 +1,24 @@
 """The socket's handler table: one async handler per client frame `type`.
 
 This is the one module of `realtime` that may import `messaging` (the layer
-above it): each handler validates its frame, awaits one service (through a
-single thread hop, or the group-commit batcher for sends) and replies. The
-sync functions here are what those hops run; they are plain callers of the
-services and selectors of accounts, contacts and messaging.
+above it): each handler validates its frame and calls one service, then
+replies. `message.send` joins the process's group commit (realtime.batching)
+and is answered when its batch committed, without holding up the socket's
+other frames. The sync functions here are what the thread hops run; they are
+plain callers of the services and selectors of accounts, contacts and messaging.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from accounts.models import User
+from accounts.models import Device, User
 from accounts.selectors import device_is_active, last_seen_visible_to
 from accounts.services import user_mark_seen
 from core.errors import ApplicationError, ValidationFailed
@@ -25,16 +27,18 @@ from messaging import services as messaging_services
 from messaging.integrations import blocked_either_way, blockers_of
 from messaging.selectors import conversation_member_ids, device_cursor_position, presence_audience
 from messaging.services import SendRequest
-from realtime import presence
-from realtime.batching import batcher_for
-from realtime.frames import frame_ref, require_dict, require_str
-from streams.cursors import cursor_decode
-from streams.selectors import stream_head
+from realtime.batching import batcher
+from realtime.frames import frame_encode, frame_ref, require_dict, require_str
+from streams import presence
+from streams.cursors import cursor_decode, cursor_encode
+from streams.encoding import event_frame, json_text
+from streams.groups import relay
+from streams.selectors import stream_head, stream_read
 
 if TYPE_CHECKING:
-    from realtime.consumers import StreamConsumer
+    from realtime.socket import Socket
 
-Handler = Callable[["StreamConsumer", dict[str, Any]], Awaitable[None]]
+Handler = Callable[["Socket", dict[str, Any]], Awaitable[None]]
 
 TYPING_STATES = ("start", "stop")
 
@@ -52,39 +56,53 @@ def presence_viewers(*, user: User) -> list[str]:
     return [v for v in audience if v not in blocked and last_seen_visible_to(target=user, viewer_id=v)]
 
 
-def socket_heartbeat(*, user: User, device_id: str, connection_id: str) -> tuple[bool, list[str]]:
-    """Run once the socket has joined its groups, then every heartbeat: (device still
-    active, viewers to tell "online" when the user just came online, or its presence
-    key had expired)."""
+def socket_opened(*, user_id: str, device_id: str, connection_id: str) -> tuple[bool, list[str]]:
+    """Once the socket is in the hub: (device still active, viewers to tell "online" when
+    the user just came online)."""
     if not device_is_active(device_id=device_id):
         return False, []
-    came_online = presence.device_online(user_id=user.pk, device_id=device_id, connection_id=connection_id,
+    came_online = presence.device_online(user_id=user_id, device_id=device_id, connection_id=connection_id,
                                          ttl=settings.WS_PRESENCE_TTL)
     if not came_online:
         return True, []
-    user.refresh_from_db()  # the privacy settings may have changed since connect
-    return True, presence_viewers(user=user)
+    return True, presence_viewers(user=User.objects.get(pk=user_id))
 
 
-def socket_closed(*, user: User, device_id: str, connection_id: str) -> tuple[list[str], str | None]:
+def sockets_heartbeat(sockets: list[tuple[str, str, str]]) -> tuple[set[str], list[tuple[str, list[str]]]]:
+    """The housekeeper's sweep over every socket of the process, (user, device, connection):
+    one query for the devices still active, one cache pipeline to keep their presence alive.
+    Returns (revoked device ids, [(user, viewers)] for users whose presence had expired and
+    who are announced online again)."""
+    device_ids = {device_id for _, device_id, _ in sockets}
+    active = {str(pk) for pk in Device.objects.filter(pk__in=device_ids, revoked_at__isnull=True,
+                                                      user__is_active=True).values_list("pk", flat=True)}
+    live = [entry for entry in sockets if entry[1] in active]
+    came_online = presence.refresh_many(live, ttl=settings.WS_PRESENCE_TTL)
+    announcements = [(user_id, presence_viewers(user=user))
+                     for user_id, user in ((u, User.objects.filter(pk=u).first()) for u in sorted(came_online))
+                     if user is not None]
+    return device_ids - active, announcements
+
+
+def socket_closed(*, user_id: str, device_id: str, connection_id: str) -> tuple[list[str], str | None]:
     """Forget the socket; when it was the user's last, record last_seen and return who to tell."""
-    went_offline = presence.device_offline(user_id=user.pk, device_id=device_id, connection_id=connection_id)
+    went_offline = presence.device_offline(user_id=user_id, device_id=device_id, connection_id=connection_id)
     if not went_offline:
         return [], None
-    user_mark_seen(user_id=user.pk)
-    user.refresh_from_db()  # also the privacy settings, which may have changed since connect
+    user_mark_seen(user_id=user_id)
+    user = User.objects.get(pk=user_id)  # also the privacy settings, which may have changed since connect
     return presence_viewers(user=user), timestamp(user.last_seen_at) if user.last_seen_at else None
 
 
-def presence_snapshot(*, user: User) -> list[dict[str, Any]]:
-    """Presence frames for the peers whose presence `user` may see (sent after hello)."""
-    peer_ids = [str(u) for u in presence_audience(user_id=user.pk) if str(u) != str(user.pk)]
+def presence_snapshot(*, user_id: str) -> list[dict[str, Any]]:
+    """Presence frames for the peers whose presence the user may see (sent after hello)."""
+    peer_ids = [str(u) for u in presence_audience(user_id=user_id) if str(u) != str(user_id)]
     peer_ids = peer_ids[: settings.WS_PRESENCE_SNAPSHOT_MAX]
     if not peer_ids:
         return []
-    blocked = blocked_either_way(user_id=user.pk, other_ids=peer_ids)
+    blocked = blocked_either_way(user_id=user_id, other_ids=peer_ids)
     peers = [p for p in User.objects.filter(pk__in=[p for p in peer_ids if p not in blocked], is_active=True)
-             if last_seen_visible_to(target=p, viewer_id=user.pk)]
+             if last_seen_visible_to(target=p, viewer_id=user_id)]
     online = presence.user_ids_online([p.pk for p in peers])
     return [
         {"type": "presence", "user_id": str(p.pk), "state": "online" if str(p.pk) in online else "offline",
@@ -112,80 +130,102 @@ def hello_position(*, user_id: str, device_id: str, cursor: str | None) -> int:
     return min(after, stream_head(user_id=user_id)) if after else 0
 
 
-def device_ack(*, user: User, device_id: str, cursor: str) -> None:
-    messaging_services.device_ack(user=user, device_id=device_id, cursor=cursor)
+def stream_page(*, user_id: str, after: int, limit: int) -> tuple[list[tuple[int, str]], bool]:
+    """A replay page as (position, encoded event frame) pairs, and whether more follow."""
+    events, has_more = stream_read(user_id=user_id, after=after, limit=limit)
+    return [(event["position"], event_frame(position=event["position"], type=event["type"],
+                                            data_json=json_text(event["data"]), created_at=event["created_at"]))
+            for event in events], has_more
 
 
-def messages_send(requests: list[SendRequest]) -> list[dict[str, Any] | ApplicationError]:
-    """Send a batch in one transaction: the public Message or the ApplicationError per request, in order."""
+def device_ack(*, user_id: str, device_id: str, cursor: str) -> None:
+    messaging_services.device_ack(user=user_id, device_id=device_id, cursor=cursor)
+
+
+async def messages_send(requests: list[SendRequest]) -> list[Any]:
+    """Send a batch: the public Message or the ApplicationError per request, in order."""
     return [result if isinstance(result, ApplicationError) else result[0]
-            for result in messaging_services.message_send_many(requests)]
+            for result in await messaging_services.message_send_many_async(requests)]
 
 
-def _run_send_batch(requests: list[SendRequest]) -> list[dict[str, Any] | ApplicationError]:
-    return messages_send(requests)  # looked up at call time, so tests can wrap it
+async def _run_send_batch(requests: list[SendRequest]) -> list[Any]:
+    return await messages_send(requests)  # looked up at call time, so tests can wrap it
+
+
+# --- Async helpers for the socket ----------------------------------------------------------
+
+
+async def announce(user_id: str, viewers: list[str], state: str, last_seen: str | None) -> None:
+    """Tell the viewers' live sockets that the user came online or went offline."""
+    if viewers:
+        await relay({"type": "presence", "user_id": user_id, "state": state, "last_seen": last_seen},
+                    user_ids=viewers)
+
+
+async def store_ack(socket: Socket, position: int) -> None:
+    await database_sync_to_async(device_ack, thread_sensitive=False)(
+        user_id=socket.user_id, device_id=socket.device_id, cursor=cursor_encode(position))
 
 
 # --- Frame handlers -------------------------------------------------------------------------
 
 
-async def handle_ping(consumer: StreamConsumer, frame: dict[str, Any]) -> None:
-    await consumer.send_frame({"type": "pong"})
+async def handle_ping(socket: Socket, frame: dict[str, Any]) -> None:
+    await socket.write('{"type":"pong"}')
 
 
-async def handle_hello(consumer: StreamConsumer, frame: dict[str, Any]) -> None:
+async def handle_hello(socket: Socket, frame: dict[str, Any]) -> None:
     cursor = frame.get("cursor")
     cursor_decode(cursor)  # a bad cursor is the client's error, before any hop
-    after = await database_sync_to_async(hello_position)(user_id=consumer.user_id, device_id=consumer.device_id,
-                                                         cursor=cursor)
-    await consumer.start_replay(after)
+    after = await database_sync_to_async(hello_position, thread_sensitive=False)(
+        user_id=socket.user_id, device_id=socket.device_id, cursor=cursor)
+    await socket.start_replay(after)
     if settings.WS_PRESENCE_SNAPSHOT:
-        for presence_frame in await database_sync_to_async(presence_snapshot)(user=consumer.user):
-            await consumer.send_frame(presence_frame)
+        for presence_frame in await database_sync_to_async(presence_snapshot, thread_sensitive=False)(
+                user_id=socket.user_id):
+            await socket.send_frame(presence_frame)
 
 
-async def handle_ack(consumer: StreamConsumer, frame: dict[str, Any]) -> None:
-    consumer.ack(cursor_decode(require_str(frame, "cursor", max_length=32)))
+async def handle_ack(socket: Socket, frame: dict[str, Any]) -> None:
+    socket.ack(cursor_decode(require_str(frame, "cursor", max_length=32)))
 
 
-async def handle_message_send(consumer: StreamConsumer, frame: dict[str, Any]) -> None:
-    if frame_ref(frame) is None:
+async def handle_message_send(socket: Socket, frame: dict[str, Any]) -> None:
+    ref = frame_ref(frame)
+    if ref is None:
         raise ValidationFailed("`ref` is required.", details={"ref": ["A string (<= 64 chars) or an integer."]})
     conversation_id = require_str(frame, "conversation_id", max_length=64)
     payload = require_dict(frame, "message")
-    request = SendRequest(sender=consumer.user, conversation_id=conversation_id, payload=payload,
-                          device_id=consumer.device_id)
-    # The reply waits for the batch's commit; the socket keeps reading frames meanwhile.
-    consumer.spawn(_send_and_reply(consumer, frame_ref(frame), request))
+    request = SendRequest(socket.user_id, conversation_id, payload, socket.device_id)
+    # Answered when its batch has committed; the socket reads its next frame meanwhile.
+    batcher(_run_send_batch).submit(request, partial(_reply_sent, socket, ref))
 
 
-async def _send_and_reply(consumer: StreamConsumer, ref: str | int | None, request: SendRequest) -> None:
-    batcher = batcher_for("message.send", _run_send_batch, max_batch=settings.WS_SEND_BATCH_MAX)
-    try:
-        message = await batcher.submit(request)
-    except ApplicationError as error:
-        await consumer.send_error(error, ref=ref)
-        return
-    await consumer.send_frame({"type": "message.sent", "ref": ref, "message": message})
+async def _reply_sent(socket: Socket, ref: str | int, result: Any) -> None:
+    if isinstance(result, ApplicationError):
+        await socket.send_error(result, ref=ref)
+    else:
+        await socket.write(f'{{"type":"message.sent","ref":{frame_encode(ref)},"message":{json_text(result)}}}')
 
 
-async def handle_typing(consumer: StreamConsumer, frame: dict[str, Any]) -> None:
+async def handle_typing(socket: Socket, frame: dict[str, Any]) -> None:
     conversation_id = require_str(frame, "conversation_id", max_length=64)
     state = frame.get("state")
     if state not in TYPING_STATES:
         raise ValidationFailed("`state` must be start or stop.", details={"state": ["One of: start, stop."]})
     now = time.monotonic()
-    last = consumer.typing_sent.get(conversation_id)
+    last = socket.typing_sent.get(conversation_id)
     if state == "start" and last is not None and now - last < settings.WS_TYPING_THROTTLE_SECONDS:
         return  # throttled: the relay from moments ago still shows "typing"
-    recipients = await database_sync_to_async(typing_recipients)(user_id=consumer.user_id,
-                                                                 conversation_id=conversation_id)
+    recipients = await database_sync_to_async(typing_recipients, thread_sensitive=False)(
+        user_id=socket.user_id, conversation_id=conversation_id)
     if state == "start":
-        consumer.typing_sent[conversation_id] = now
+        socket.typing_sent[conversation_id] = now
     else:
-        consumer.typing_sent.pop(conversation_id, None)
-    await consumer.relay_to_users(recipients, {"type": "typing.relay", "conversation_id": conversation_id,
-                                               "user_id": consumer.user_id, "state": state})
+        socket.typing_sent.pop(conversation_id, None)
+    if recipients:
+        await relay({"type": "typing", "conversation_id": conversation_id, "user_id": socket.user_id,
+                     "state": state}, user_ids=recipients)
 
 
 HANDLERS: dict[str, Handler] = {

@@ -1,8 +1,7 @@
 from django.urls import path
 
-from realtime.consumers import StreamConsumer
-from realtime.middleware import TokenAuthMiddleware
+from realtime.socket import application as socket_application
 
 websocket_urlpatterns = [
-    path("ws/v1", TokenAuthMiddleware(StreamConsumer.as_asgi())),
+    path("ws/v1", socket_application),
 ]

@@ -25,8 +25,10 @@ class Event(models.Model):
     """One event in one user's stream, at a gapless per-user position."""
 
     id = models.BigAutoField(primary_key=True)
+    # No database constraint: two rows per message are appended on the hot path, for users
+    # whose rows always exist (accounts are erased, never deleted).
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+",
-                             db_index=False)
+                             db_index=False, db_constraint=False)
     position = models.BigIntegerField()
     type = models.CharField(max_length=48)
     # The payload, or NULL when the event references a row that is rendered at read time

@@ -104,3 +104,23 @@ def user_ids_online(user_ids: Iterable[object]) -> set[str]:
 
 def user_is_online(*, user_id: object) -> bool:
     return bool(user_ids_online([user_id]))
+
+
+def refresh_many(sockets: list[tuple[str, str, str]], *, ttl: int) -> set[str]:
+    """Keep many live sockets' presence alive at once, (user, device, connection) each: one
+    cache round trip to re-arm their keys and one to check the users' indexes. Returns the
+    users whose index had gone (Redis restarted, or a long outage): their sockets are
+    registered again and they count as having come online."""
+    if not sockets:
+        return set()
+    cache.set_many({key: value for user_id, device_id, connection_id in sockets
+                    for key, value in ((_conn_key(connection_id), _norm(device_id)),
+                                       (_device_key(device_id), _norm(user_id)))}, ttl)
+    users = {user_id for user_id, _, _ in sockets}
+    indexed = cache.get_many([_user_key(user_id) for user_id in users])
+    came_online: set[str] = set()
+    for user_id, device_id, connection_id in sockets:
+        if _user_key(user_id) not in indexed:
+            device_online(user_id=user_id, device_id=device_id, connection_id=connection_id, ttl=ttl)
+            came_online.add(user_id)
+    return came_online

@@ -18,9 +18,11 @@ from uuid import UUID
 from django.db import connection, transaction
 from django.utils import timezone
 
-from streams.groups import group_send_many_now, user_group
+from core.serializers import timestamp
+from streams.encoding import event_frame, json_text
+from streams.hub import Events, events_for, ring_now
+from streams.hub import key as hub_key
 from streams.models import Event
-from streams.selectors import event_public
 
 
 @dataclass(frozen=True)
@@ -82,17 +84,16 @@ def stream_append(events: Iterable[PendingEvent]) -> list[Event]:
                               created_at=now))
             next_position[key] += 1
         Event.objects.bulk_create(rows)
-        by_user: dict[str, list[dict[str, Any]]] = {}
-        for row, event in zip(rows, pending, strict=True):
-            by_user.setdefault(str(row.user_id), []).append(
-                event_public(position=row.position, type=row.type, data=event.data, created_at=row.created_at)
-            )
-        transaction.on_commit(lambda: _ring(by_user))
+        created_at = timestamp(now)
+        frames = events_for(
+            (hub_key(row.user_id), row.position,
+             event_frame(position=row.position, type=row.type, data_json=json_text(event.data), created_at=created_at))
+            for row, event in zip(rows, pending, strict=True)
+        )
+        transaction.on_commit(lambda: _ring(frames))
     return rows
 
 
-def _ring(by_user: dict[str, list[dict[str, Any]]]) -> None:
-    group_send_many_now([
-        (user_group(user_id), {"type": "stream.events", "events": public_events})
-        for user_id, public_events in by_user.items()
-    ])
+def _ring(frames: Events) -> None:
+    """After commit: every process's sockets of these users get their new events (best effort)."""
+    ring_now(events=frames)

@@ -27,11 +27,17 @@ from messaging.services.conversations import (
 from messaging.services.editing import message_delete, message_edit
 from messaging.services.fanout import fanout_job_run, fanout_jobs_prune, fanout_jobs_stalled
 from messaging.services.receipts import conversation_read, device_ack, sync_read
-from messaging.services.sending import SendRequest, message_post, message_send, message_send_many
+from messaging.services.sending import (
+    SendRequest,
+    message_post,
+    message_send,
+    message_send_many,
+    message_send_many_async,
+)
 
 __all__ = [
     "ADMIN_ROLES", "SendRequest", "conversation_create", "conversation_mute", "conversation_read",
     "conversation_update", "device_ack", "fanout_job_run", "fanout_jobs_prune", "fanout_jobs_stalled",
     "member_remove", "member_role_set", "members_add", "message_delete", "message_edit", "message_post",
-    "message_send", "message_send_many", "sync_read", "user_messages_erase",
+    "message_send", "message_send_many", "message_send_many_async", "sync_read", "user_messages_erase",
 ]

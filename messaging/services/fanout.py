@@ -20,7 +20,7 @@ from messaging.models import (
     Message,
     MessageHidden,
 )
-from messaging.selectors import is_inline
+from messaging.selectors import is_inline, message_public
 from messaging.services.push import push_new_message
 from streams.services import PendingEvent, stream_append
 
@@ -98,9 +98,12 @@ def _fanout_batch(job: FanoutJob, batch_size: int) -> int:
         skip |= {str(u) for u in MessageHidden.objects.filter(message_id=job.message_id, user_id__in=user_ids)
                  .values_list("user_id", flat=True)}
     recipients = [(str(u), muted, has_push) for u, muted, has_push in rows if str(u) not in skip]
-    # A new message is referenced, not copied: each member's event points at the one row.
-    ref_id = job.message_id if job.event_type == events.MESSAGE_NEW else None
-    stream_append([PendingEvent(u, job.event_type, job.data, ref_id=ref_id) for u, _, _ in recipients])
+    # A new message is referenced, not copied: each member's event points at the one row
+    # (live sockets are rung with it as it stands now).
+    ref_id, data = None, job.data
+    if job.event_type == events.MESSAGE_NEW and job.message_id:
+        ref_id, data = job.message_id, message_public(job.message)
+    stream_append([PendingEvent(u, job.event_type, data, ref_id=ref_id) for u, _, _ in recipients])
     if job.event_type == events.MESSAGE_NEW and job.message_id:
         push_new_message(job.message, [(u, muted) for u, muted, has_push in recipients if has_push])
     job.after_user_id = rows[-1][0]

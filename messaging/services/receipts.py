@@ -59,7 +59,7 @@ def conversation_read(*, user: User, conversation_id: object, seq: int) -> None:
         stream_append(pending)
 
 
-def device_ack(*, user: User, device_id: object, cursor: str) -> None:
+def device_ack(*, user: User | str, device_id: object, cursor: str) -> None:
     """The device has stored its user's stream up to `cursor`.
 
     The device's cursor only moves forward (and never past the stream head).
@@ -67,26 +67,27 @@ def device_ack(*, user: User, device_id: object, cursor: str) -> None:
     to that seq, and each sender in a small conversation gets one
     `receipt.delivered` per conversation with the new delivered pointer.
     """
+    user_id = str(getattr(user, "pk", user))  # the socket passes the id it holds
     position = cursor_decode(cursor)
     if position <= 0:
         return
     with transaction.atomic():
-        position = min(position, stream_head(user_id=user.pk))
+        position = min(position, stream_head(user_id=user_id))
         row, _ = DeviceCursor.objects.select_for_update().get_or_create(device_id=device_id)
         if position <= row.position:
             return
         old, row.position = row.position, position
         row.save(update_fields=["position"])
-        _mark_delivered(user=user, after=old, upto=position)
+        _mark_delivered(user_id=user_id, after=old, upto=position)
 
 
-def _mark_delivered(*, user: User, after: int, upto: int) -> None:
+def _mark_delivered(*, user_id: str, after: int, upto: int) -> None:
     newest: dict[str, int] = {}
     senders: dict[str, set[str]] = defaultdict(set)
-    covered = Event.objects.filter(user_id=user.pk, type=events.MESSAGE_NEW, position__gt=after,
+    covered = Event.objects.filter(user_id=user_id, type=events.MESSAGE_NEW, position__gt=after,
                                    position__lte=upto).values("ref_id")
     for conversation_id, seq, sender_id in (
-        Message.objects.filter(pk__in=Subquery(covered)).exclude(sender_id=user.pk)
+        Message.objects.filter(pk__in=Subquery(covered)).exclude(sender_id=user_id)
         .values_list("conversation_id", "seq", "sender_id")
     ):
         conversation_id = str(conversation_id)
@@ -99,10 +100,10 @@ def _mark_delivered(*, user: User, after: int, upto: int) -> None:
     pending = []
     for conversation_id in sorted(newest):
         seq = newest[conversation_id]
-        moved = Membership.objects.filter(conversation_id=conversation_id, user=user, delivered_seq__lt=seq,
+        moved = Membership.objects.filter(conversation_id=conversation_id, user_id=user_id, delivered_seq__lt=seq,
                                           left_at__isnull=True).update(delivered_seq=seq)
         if moved and conversation_id in small:
-            data = events.receipt(conversation_id=conversation_id, user_id=str(user.pk), seq=seq)
+            data = events.receipt(conversation_id=conversation_id, user_id=user_id, seq=seq)
             pending += [PendingEvent(s, events.RECEIPT_DELIVERED, data) for s in sorted(senders[conversation_id])]
     stream_append(pending)
 

@@ -470,12 +470,12 @@ def test_concurrent_batches_over_shared_conversations_neither_deadlock_nor_leave
 
 @pytest.mark.django_db
 def test_a_send_that_fails_mid_way_leaves_no_message_no_event_and_no_seq_gap(alice, bob, direct, monkeypatch):
-    from messaging import integrations
+    from messaging.services import sending
 
-    def explode(**kwargs):
-        raise RuntimeError("crash between the insert and the events")
+    def explode(*args, **kwargs):
+        raise RuntimeError("crash after the statement wrote everything, before the commit")
 
-    monkeypatch.setattr(integrations, "blockers_of_many", explode)
+    monkeypatch.setattr(sending, "_apply", explode)
     with pytest.raises(RuntimeError):
         services.message_send(sender=alice.user, conversation_id=direct,
                               payload={"client_id": cid(), "type": "text", "text": "lost"})
@@ -491,16 +491,28 @@ def test_a_send_that_fails_mid_way_leaves_no_message_no_event_and_no_seq_gap(ali
 async def test_send_rings_the_recipients_sockets_after_commit(alice, bob):
     import asyncio
 
+    import orjson
     from asgiref.sync import sync_to_async
-    from channels.layers import get_channel_layer
 
-    from streams.groups import user_group
+    from streams.hub import hub, key
+
+    class Listener:
+        user_key, device_key = key(bob.user.pk), key(bob.device.pk)
+
+        def __init__(self) -> None:
+            self.got: asyncio.Queue = asyncio.Queue()
+
+        async def deliver_events(self, events):
+            for event in events:
+                self.got.put_nowait(event)
 
     direct = await sync_to_async(new_direct)(alice, bob)
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add(user_group(bob.user.pk), channel)
-    message = (await sync_to_async(send_text)(alice, direct, "ding")).json()
-    ring = await asyncio.wait_for(layer.receive(channel), timeout=5)
-    assert ring["type"] == "stream.events"
-    assert [(e["type"], e["data"]) for e in ring["events"]] == [("message.new", message)]
+    listener = Listener()
+    await hub().attach(listener)
+    try:
+        message = (await sync_to_async(send_text)(alice, direct, "ding")).json()
+        position, frame = await asyncio.wait_for(listener.got.get(), timeout=5)
+    finally:
+        hub().detach(listener)
+    event = orjson.loads(frame)["event"]
+    assert (event["type"], event["data"], event["cursor"]) == ("message.new", message, str(position))

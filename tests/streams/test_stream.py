@@ -3,12 +3,10 @@ import threading
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.db import connection, transaction
 
 from core.errors import ValidationFailed
 from streams.cursors import cursor_decode
-from streams.groups import user_group
 from streams.selectors import stream_head, stream_read
 from streams.services import PendingEvent, stream_append
 
@@ -79,11 +77,29 @@ def test_concurrent_appends_stay_gapless_and_unique(alice, bob):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_append_rings_the_users_socket_group_after_commit(alice):
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add(user_group(alice.user.pk), channel)
-    await sync_to_async(stream_append)([PendingEvent(alice.user.pk, "message.new", {"x": 1})])
-    message = await asyncio.wait_for(layer.receive(channel), timeout=5)
-    assert message["type"] == "stream.events"
-    assert [(e["position"], e["type"], e["data"]) for e in message["events"]] == [(1, "message.new", {"x": 1})]
+async def test_append_rings_the_users_sockets_after_commit(alice):
+    import orjson
+
+    from streams.hub import hub, key
+
+    class Listener:
+        user_key, device_key = key(alice.user.pk), key(alice.device.pk)
+
+        def __init__(self) -> None:
+            self.got: asyncio.Queue = asyncio.Queue()
+
+        async def deliver_events(self, events):
+            for event in events:
+                self.got.put_nowait(event)
+
+    listener = Listener()
+    await hub().attach(listener)
+    try:
+        await sync_to_async(stream_append)([PendingEvent(alice.user.pk, "message.new", {"x": 1})])
+        position, frame = await asyncio.wait_for(listener.got.get(), timeout=5)
+    finally:
+        hub().detach(listener)
+    event = orjson.loads(frame)
+    assert event["type"] == "event"
+    assert (position, event["event"]["cursor"], event["event"]["type"], event["event"]["data"]) == (
+        1, "1", "message.new", {"x": 1})

@@ -11,7 +11,7 @@ from django.db import connection
 
 from accounts.models import Device
 from accounts.services import device_revoke
-from realtime import consumers
+from realtime import handlers
 from streams import selectors as stream
 from streams import services as stream_services
 from streams.services import PendingEvent, stream_append
@@ -212,7 +212,7 @@ async def test_events_appended_between_replay_pages_arrive_exactly_once_in_order
             append(alice.user.pk, 3)  # committed (and rung) while the replay is between pages
         return page
 
-    monkeypatch.setattr(consumers, "stream_read", read_then_append)
+    monkeypatch.setattr(handlers, "stream_read", read_then_append)
     client = await socket(alice.token)
     await client.send({"type": "hello", "cursor": "0"})
     assert positions(await client.events(32)) == list(range(1, 33))
@@ -294,12 +294,14 @@ async def test_duplicate_and_reordered_rings_are_delivered_once_in_order(socket,
     events, _ = await database_sync_to_async(lambda: (append(alice.user.pk, 3), stream.stream_read(
         user_id=alice.user.pk, after=0, limit=10))[1])()
     assert positions(await client.events(3)) == [1, 2, 3]
-    # The same ring again, and an out-of-order one: nothing new reaches the client.
-    from channels.layers import get_channel_layer
+    # The same ring again, and an out-of-order one, through the doorbell: nothing new reaches the client.
+    from streams.encoding import event_frame, json_text
+    from streams.hub import key, publish
 
-    from streams.groups import user_group
-
-    await get_channel_layer().group_send(user_group(alice.user.pk), {"type": "stream.events", "events": events[::-1]})
+    frames = [(e["position"], event_frame(position=e["position"], type=e["type"], data_json=json_text(e["data"]),
+                                          created_at=e["created_at"])) for e in events]
+    await publish(events={key(alice.user.pk): frames[::-1]})
+    await publish(events={key(alice.user.pk): frames[1:2]})
     await client.nothing_more()
 
 
@@ -322,13 +324,14 @@ async def test_hello_with_a_cursor_from_the_future_still_gets_new_events(socket,
     assert positions(await client.events(1)) == [3]
 
 
-async def test_a_channel_message_of_an_unknown_type_is_dropped_not_fatal(socket, alice):
+async def test_a_doorbell_of_an_unknown_shape_is_dropped_not_fatal(socket, alice):
     from channels.layers import get_channel_layer
 
-    from streams.groups import user_group
+    from streams.hub import RING_TYPE
 
     client = await socket(alice.token)
-    await get_channel_layer().group_send(user_group(alice.user.pk), {"type": "something.new", "x": 1})
+    await get_channel_layer().group_send(f"{RING_TYPE}.0", {"type": "something.new", "x": 1})
+    await get_channel_layer().group_send(f"{RING_TYPE}.0", {"type": RING_TYPE, "e": {"not-a-user": 5}})
     await client.send({"type": "ping"})
     assert (await client.recv_type("pong"))["type"] == "pong"
 
@@ -339,7 +342,7 @@ async def test_database_failure_during_replay_sends_an_error_and_closes_1011(soc
     def broken_read(**kwargs):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(consumers, "stream_read", broken_read)
+    monkeypatch.setattr(handlers, "stream_read", broken_read)
     client = await socket(alice.token)
     await client.send({"type": "hello", "cursor": "0"})
     assert (await client.recv_type("error"))["code"] == "service_unavailable"
