@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -128,9 +127,11 @@ def otp_verify(
     ratelimit.ensure_not_exhausted("otp-verify-ip", client_ip, settings.OTP_VERIFY_LIMIT_PER_IP,
                                    error=TooManyAttempts, cost=1)
 
-    # The attempt counter must survive the refusal, so the check commits on its own
-    # and the sign-in happens in a second transaction.
+    # One transaction for a good code: consume it, create the user and the device, and run
+    # the registration hooks (their rows commit with the user, their tasks are enqueued on
+    # commit). A refusal commits the attempt counter and raises after the block.
     failure: ApplicationError | None = None
+    signed_in: SignedIn | None = None
     with transaction.atomic():
         verification = (
             PhoneVerification.objects.select_for_update()
@@ -152,13 +153,15 @@ def otp_verify(
         else:
             verification.consumed_at = now
             verification.save(update_fields=["consumed_at"])
+            signed_in = _sign_in(e164=e164, device_name=device_name, platform=platform)
     if failure is not None:
         if isinstance(failure, InvalidCode):
             ratelimit.hit("otp-verify-number", phone_key, settings.OTP_VERIFY_LIMIT_PER_NUMBER,
                           error=TooManyAttempts)
             ratelimit.hit("otp-verify-ip", client_ip, settings.OTP_VERIFY_LIMIT_PER_IP, error=TooManyAttempts)
         raise failure
-    return _sign_in(e164=e164, device_name=device_name, platform=platform)
+    assert signed_in is not None
+    return signed_in
 
 
 def _sign_in(*, e164: str, device_name: str, platform: str) -> SignedIn:
@@ -173,7 +176,7 @@ def _sign_in(*, e164: str, device_name: str, platform: str) -> SignedIn:
                     raise NotFound("This account is disabled.")
                 device, token = device_create(user=user, name=device_name, platform=platform)
                 if created:
-                    transaction.on_commit(partial(_run_hooks, "ACCOUNT_REGISTERED_HOOKS", user_id=user.pk))
+                    _run_hooks("ACCOUNT_REGISTERED_HOOKS", user_id=user.pk)
             return SignedIn(user=user, device=device, token=token, is_new_user=created)
         except IntegrityError:
             # Two first verifies of one number raced; the loser signs in to the winner's user.

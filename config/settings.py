@@ -264,7 +264,8 @@ OTP_VERIFY_LIMIT_PER_IP = (env_int("OTP_VERIFY_LIMIT_PER_IP", 100), 3600)
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 DEVICE_ACTIVITY_RESOLUTION = timedelta(seconds=60)
 # Other apps' reactions to account events, as dotted paths (accounts imports none of them).
-# Run after commit with user_id=..., when a number registers for the first time:
+# Run inside the sign-up transaction with user_id=..., when a number registers for the first
+# time (what they write commits with the new user; they enqueue their tasks on commit):
 ACCOUNT_REGISTERED_HOOKS: list[str] = []
 # Run in order inside the deletion transaction with user_id=...:
 ACCOUNT_DELETION_STEPS: list[str] = []

@@ -242,7 +242,7 @@ def failing_step(*, user_id: object) -> None:
 
 
 @pytest.mark.django_db
-def test_registration_hooks_run_after_commit_with_the_new_user(settings, django_capture_on_commit_callbacks):
+def test_registration_hooks_run_once_with_the_new_user(settings, django_capture_on_commit_callbacks):
     seen.clear()
     settings.ACCOUNT_REGISTERED_HOOKS = ["tests.accounts.test_profile_and_devices.record_registration"]
     settings.OTP_TEST_NUMBERS = ["+1555"]
@@ -269,3 +269,14 @@ def record_registration(*, user_id: object) -> None:
 def test_factories_sign_in_helper_makes_working_tokens():
     person = sign_in(display_name="Dana")
     assert person.client.get(ME).json()["display_name"] == "Dana"
+
+
+@pytest.mark.django_db
+def test_a_failing_registration_hook_leaves_no_half_made_account(settings):
+    settings.ACCOUNT_REGISTERED_HOOKS = ["tests.accounts.test_profile_and_devices.failing_step"]
+    settings.OTP_TEST_NUMBERS = ["+1555"]
+    otp_request(phone="+15550100445", client_ip="10.0.0.1")
+    with pytest.raises(RuntimeError):
+        otp_verify(phone="+15550100445", code=settings.OTP_TEST_CODE, device_name="P", platform="web",
+                   client_ip="10.0.0.1")
+    assert not User.objects.filter(phone="+15550100445").exists()
