@@ -124,13 +124,14 @@ else:
 DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", 2)
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10)
 DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 30)
+DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 3)
 # The socket's send path runs its one statement per batch on an async pool of its own
 # (core.asyncdb), straight from the event loop: this many connections per process.
 DB_ASYNC_POOL_SIZE = env_int("DB_ASYNC_POOL_SIZE", 4)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A dead database must fail fast (503), never hang a request.
     DATABASES["default"].setdefault("OPTIONS", {})
-    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 3))
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", DB_CONNECT_TIMEOUT)
     DATABASES["default"]["OPTIONS"].setdefault(
         "options", f"-c statement_timeout={env_int('DB_STATEMENT_TIMEOUT_MS', 15000)}"
     )
@@ -147,7 +148,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             "max_idle": 300,  # idle connections beyond min_size close after this many seconds
             # Background reconnection gives up quickly while the database is down; the next
             # request that needs a connection starts a new attempt, so recovery is prompt.
-            "reconnect_timeout": max(5, 2 * env_int("DB_CONNECT_TIMEOUT", 3)),
+            "reconnect_timeout": max(5, 2 * DB_CONNECT_TIMEOUT),
         }
         # Checked at checkout (one round trip): after a database restart the pool replaces
         # its dead connections instead of failing one request for each.

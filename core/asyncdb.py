@@ -24,6 +24,8 @@ from psycopg import AsyncConnection
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
+from core.postgresql.base import AsyncFailFastConnectionPool
+
 logger = logging.getLogger(__name__)
 
 _pools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool] = {}
@@ -58,7 +60,8 @@ async def pool() -> AsyncConnectionPool:
         return existing
     for stale in [other for other in _pools if other.is_closed()]:
         _forget(_pools.pop(stale))
-    created = AsyncConnectionPool(
+    # Waits for a busy pool, not for a dead database (a send then fails fast with 503).
+    created = AsyncFailFastConnectionPool(
         kwargs={**_conninfo(), "autocommit": True},
         min_size=1,
         max_size=settings.DB_ASYNC_POOL_SIZE,
@@ -66,6 +69,7 @@ async def pool() -> AsyncConnectionPool:
         configure=_configure,
         name="socket",
         open=False,
+        reconnect_timeout=max(5, 2 * settings.DB_CONNECT_TIMEOUT),
     )
     _pools[loop] = created
     await created.open(wait=False)

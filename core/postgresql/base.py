@@ -17,7 +17,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql import base
 from django.db.utils import DEFAULT_DB_ALIAS
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 # A waiting request looks at the pool's last connection failure this often.
 WAIT_SLICE_SECONDS = 0.25
@@ -43,6 +43,33 @@ class FailFastConnectionPool(ConnectionPool):
         while True:
             try:
                 return super().getconn(timeout=max(0.001, min(WAIT_SLICE_SECONDS, deadline - monotonic())))
+            except PoolTimeout:
+                if self._connect_failed_at > started or monotonic() >= deadline:
+                    raise
+
+
+class AsyncFailFastConnectionPool(AsyncConnectionPool):
+    """The same rule for the socket's async pool (core.asyncdb)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._connect_failed_at = 0.0
+        super().__init__(*args, **kwargs)
+
+    async def _connect(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109 - psycopg_pool's signature
+        try:
+            connection = await super()._connect(timeout)
+        except Exception:
+            self._connect_failed_at = monotonic()
+            raise
+        self._connect_failed_at = 0.0
+        return connection
+
+    async def getconn(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109 - psycopg_pool's signature
+        started = monotonic()
+        deadline = started + (self.timeout if timeout is None else timeout)
+        while True:
+            try:
+                return await super().getconn(timeout=max(0.001, min(WAIT_SLICE_SECONDS, deadline - monotonic())))
             except PoolTimeout:
                 if self._connect_failed_at > started or monotonic() >= deadline:
                     raise
