@@ -233,7 +233,7 @@ def _is_member(user_id: object, packet: Packet) -> bool:
 
 def _finished_error(packet: Packet) -> ApplicationError:
     """Expired while shares were open (or refunded), else empty."""
-    if Share.objects.filter(packet=packet, claimed_by__isnull=True).exists() and timezone.now() >= packet.expires_at:
+    if timezone.now() >= packet.expires_at and Share.objects.filter(packet=packet, claimed_by__isnull=True).exists():
         return RedPacketExpired()
     return RedPacketEmpty()
 
