@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.factories import SignedInDevice
 from tests.messaging.conftest import direct, new_direct, new_group  # noqa: F401  (fixtures and helpers)
 from tests.payments.conftest import assert_ledger_ok, balance, fund, payments_on  # noqa: F401
+from tests.processes import current_database_url
 
 PUSHES: list[dict[str, Any]] = []
 
@@ -40,3 +43,25 @@ def claim(who: SignedInDevice, packet_id: str) -> Any:
 
 def error_code(response: Any) -> str:
     return response.json()["error"]["code"]
+
+
+@contextmanager
+def wallet_locked(user_id: object) -> Iterator[None]:
+    """Hold the row lock of the user's wallet from another connection: any posting to it waits."""
+    with psycopg.connect(current_database_url(), autocommit=False) as conn:
+        row = conn.execute("SELECT id FROM payments_account WHERE kind = 'wallet' AND user_id = %s FOR UPDATE",
+                           [str(user_id)]).fetchone()
+        assert row is not None, "the wallet must exist to be locked"
+        yield
+        conn.rollback()
+
+
+def waiting_on_a_lock(application_name: str | None = None) -> bool:
+    """Some backend of this database (of `application_name`, if given) is waiting for a row lock."""
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    params: list[str] = []
+    if application_name:
+        sql += " AND application_name = %s"
+        params.append(application_name)
+    with psycopg.connect(current_database_url(), autocommit=True) as conn:
+        return conn.execute(sql, params).fetchone()[0] > 0

@@ -11,8 +11,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 import httpx
@@ -30,6 +28,7 @@ from redpackets.models import Packet, Refund, Share
 from streams.models import Event
 from tests.factories import sign_in
 from tests.processes import Worker, celery_worker, current_database_url, wait_for
+from tests.redpackets.conftest import waiting_on_a_lock, wallet_locked
 from tests.reliability.services import AsgiServer, django_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
@@ -41,28 +40,6 @@ VISIBILITY = 2
 def money(settings):
     settings.PAYMENTS_BACKEND = "test"
     settings.RED_PACKET_PUSH = ""
-
-
-@contextmanager
-def wallet_locked(user_id: object) -> Iterator[None]:
-    """Hold the row lock of the user's wallet from another connection: any posting to it waits."""
-    with psycopg.connect(current_database_url(), autocommit=False) as conn:
-        row = conn.execute("SELECT id FROM payments_account WHERE kind = 'wallet' AND user_id = %s FOR UPDATE",
-                           [str(user_id)]).fetchone()
-        assert row is not None, "the wallet must exist to be locked"
-        yield
-        conn.rollback()
-
-
-def waiting_on_a_lock(application_name: str | None = None) -> bool:
-    """Some backend of this database (of `application_name`, if given) is waiting for a row lock."""
-    sql = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-    params: list[str] = []
-    if application_name:
-        sql += " AND application_name = %s"
-        params.append(application_name)
-    with psycopg.connect(current_database_url(), autocommit=True) as conn:
-        return conn.execute(sql, params).fetchone()[0] > 0
 
 
 def connections_of(application_name: str) -> int:
