@@ -496,7 +496,7 @@ ACCOUNT_REGISTERED_HOOKS.append("exports.services.announcement_deliver_to_new_us
 # --- Payments and red packets -------------------------------------------------------
 
 # (payments settings)
-# The payment provider for top-ups: "" (off: top-ups answer 503), "test" (approves at once,
+# The payment provider for top-ups: "" (off: top-ups answer 403 payments_disabled), "test" (approves at once,
 # collects nothing; development, tests and benchmarks only, warned outside DEBUG), or
 # "http" (the real-provider adapter, docs/payments.md).
 PAYMENTS_BACKEND = env_str("PAYMENTS_BACKEND")
@@ -533,6 +533,9 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
     "RedPacketModeEnum": "redpackets.models.PacketMode",
     "RedPacketStatusEnum": "redpackets.models.PACKET_STATUSES",
     "TopUpStatusEnum": "payments.models.TopUpStatus",
+    "TransactionKindEnum": "payments.models.TransactionKind",
+    # Named here too, so the two "kind" enums do not collide.
+    "AttachmentKindEnum": "media.models.AttachmentKind",
 })
 
 # --- Logging: never log phone numbers or address books. -----------------------------

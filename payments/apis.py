@@ -70,8 +70,9 @@ class TopUpListApi(APIView):
         responses={200: TopUpOutput, 201: TopUpOutput, **ERROR_RESPONSES},
         description=("Top up the wallet through the payment provider (PAYMENTS_BACKEND). 201 with the new "
                      "top-up; 200 with the first one for a retried client_id. `test` approves at once; a real "
-                     "provider leaves it `pending` until its webhook confirms. 503 `service_unavailable` "
-                     "(details.check = payments) when top-ups are off or the provider is unreachable."),
+                     "provider leaves it `pending` until its webhook confirms. 403 `payments_disabled` when no "
+                     "provider is configured; 503 `service_unavailable` (details.check = payments) when the "
+                     "provider is unreachable (retry with the same client_id)."),
     )
     def post(self, request: Request) -> Response:
         data = validated(TopUpInput, request.data)

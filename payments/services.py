@@ -54,6 +54,14 @@ class InsufficientFunds(Conflict):
     default_message = "Your wallet balance is too low for this."
 
 
+class PaymentsDisabled(ApplicationError):
+    """No provider is configured: a setting of this server, not an outage (that is 503)."""
+
+    status = 403
+    code = "payments_disabled"
+    default_message = "Top-ups are not enabled on this server."
+
+
 class InvalidSignature(ApplicationError):
     status = 400
     code = "invalid_signature"
@@ -198,7 +206,7 @@ def ledger_post(*, kind: str, key: str, legs: Sequence[Leg], red_packet_id: obje
 def _provider_or_unavailable() -> PaymentProvider:
     provider = get_provider()
     if provider is None:
-        raise ServiceUnavailable("Top-ups are not enabled on this server.", details={"check": "payments"})
+        raise PaymentsDisabled()
     return provider
 
 
