@@ -123,45 +123,75 @@ def _check_legs(legs: Sequence[Leg]) -> None:
         raise ValueError("each account appears once per movement")
 
 
+# (database, kind, currency) -> id of a system account known to be committed. System accounts
+# are never deleted, so a process may remember them; the test runner's flush empties tables
+# and then emits post_migrate, which forgets them (payments.apps).
+_system_ids: dict[tuple[str, str, str], int] = {}
+
+
+def forget_system_accounts(**kwargs: Any) -> None:
+    _system_ids.clear()
+
+
 def system_account_id(kind: str, currency: str | None = None) -> int:
     """The id of a system account, created on first use (one per kind and currency)."""
     currency = currency or settings.PAYMENTS_CURRENCY
-    found = Account.objects.filter(kind=kind, currency=currency, user__isnull=True).values_list("id", flat=True).first()
+    cache_key = (str(connection.settings_dict["NAME"]), kind, currency)
+    found = _system_ids.get(cache_key)
     if found is not None:
         return found
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO payments_account (kind, user_id, currency, balance, created_at) "
-            "VALUES (%s, NULL, %s, NULL, %s) ON CONFLICT DO NOTHING",
-            [kind, currency, timezone.now()],
-        )
-    return Account.objects.filter(kind=kind, currency=currency, user__isnull=True).values_list("id", flat=True).get()
-
-
-def _wallet_apply(user_id: str, amount: int, currency: str) -> tuple[int, int]:
-    """Add `amount` to the user's wallet and return (account id, new balance).
-
-    The conditional UPDATE is the row lock and the funds check at once: a spend
-    that would go below zero matches no row. A wallet is created on its first credit.
-    """
-    sql = ("UPDATE payments_account SET balance = balance + %s WHERE kind = 'wallet' AND user_id = %s "
-           "AND currency = %s AND balance + %s >= 0 RETURNING id, balance")
-    user_id = User._meta.pk.get_db_prep_value(uuid.UUID(user_id), connection)  # a hex string on SQLite
-    for _ in range(2):
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [amount, user_id, currency, amount])
-            row = cursor.fetchone()
-        if row is not None:
-            return row[0], row[1]
-        if amount < 0:
-            raise InsufficientFunds()
+    found = Account.objects.filter(kind=kind, currency=currency, user__isnull=True).values_list("id", flat=True).first()
+    if found is None:
         with connection.cursor() as cursor:
             cursor.execute(
                 "INSERT INTO payments_account (kind, user_id, currency, balance, created_at) "
-                "VALUES ('wallet', %s, %s, 0, %s) ON CONFLICT DO NOTHING",
-                [user_id, currency, timezone.now()],
+                "VALUES (%s, NULL, %s, NULL, %s) ON CONFLICT DO NOTHING",
+                [kind, currency, timezone.now()],
             )
-    raise RuntimeError("wallet row vanished while crediting it")  # pragma: no cover
+        found = (Account.objects.filter(kind=kind, currency=currency, user__isnull=True)
+                 .values_list("id", flat=True).get())
+    # Remembered once committed: an account created in a transaction that rolls back must not be.
+    transaction.on_commit(lambda: _system_ids.setdefault(cache_key, found))
+    return found
+
+
+_WALLET_DEBIT = ("UPDATE payments_account SET balance = balance + %s WHERE kind = 'wallet' AND user_id = %s "
+                 "AND currency = %s AND balance + %s >= 0 RETURNING id, balance")
+_WALLET_CREDIT = ("INSERT INTO payments_account (kind, user_id, currency, balance, created_at) "
+                  "VALUES ('wallet', %s, %s, %s, %s) ON CONFLICT (user_id, currency) WHERE kind = 'wallet' "
+                  "DO UPDATE SET balance = payments_account.balance + EXCLUDED.balance RETURNING id, balance")
+
+
+def _wallet_apply(user_id: str, amount: int, currency: str) -> tuple[int, int]:
+    """Add `amount` to the user's wallet and return (account id, new balance); one statement.
+
+    A spend is a conditional UPDATE, the row lock and the funds check at once:
+    a spend that would go below zero (or from no wallet) matches no row. A
+    credit is an upsert: a wallet is created by its first credit.
+    """
+    user_id = User._meta.pk.get_db_prep_value(uuid.UUID(user_id), connection)  # a hex string on SQLite
+    with connection.cursor() as cursor:
+        if amount < 0:
+            cursor.execute(_WALLET_DEBIT, [amount, user_id, currency, amount])
+        else:
+            cursor.execute(_WALLET_CREDIT, [user_id, currency, amount, timezone.now()])
+        row = cursor.fetchone()
+    if row is None:
+        raise InsufficientFunds()
+    return row[0], row[1]
+
+
+def _transaction_insert(record: Transaction) -> bool:
+    """Insert the transaction row unless its key exists (then False): no savepoint needed."""
+    opts = Transaction._meta
+    values = [opts.get_field(name).get_db_prep_save(value, connection) for name, value in (
+        ("id", record.id), ("kind", record.kind), ("key", record.key), ("currency", record.currency),
+        ("red_packet_id", record.red_packet_id), ("topup", record.topup_id), ("created_at", record.created_at))]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO payments_transaction (id, kind, key, currency, red_packet_id, topup_id, created_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING RETURNING id", values)
+        return cursor.fetchone() is not None
 
 
 def ledger_post(*, kind: str, key: str, legs: Sequence[Leg], red_packet_id: object = None,
@@ -170,22 +200,17 @@ def ledger_post(*, kind: str, key: str, legs: Sequence[Leg], red_packet_id: obje
 
     Runs inside the caller's transaction (opens one otherwise). A second
     posting with the same key changes nothing and returns the first
-    (created=False). Raises InsufficientFunds, leaving nothing written, when a
-    wallet would go negative.
+    (created=False; a concurrent first posting is waited for). Raises
+    InsufficientFunds when a wallet would go negative: the caller's
+    transaction must then roll back (it does, unless it catches the error).
     """
     _check_legs(legs)
     currency = settings.PAYMENTS_CURRENCY
-    with transaction.atomic():
-        record = Transaction(kind=kind, key=key, currency=currency, red_packet_id=red_packet_id,
+    with transaction.atomic(savepoint=False):
+        record = Transaction(id=uuid.uuid4(), kind=kind, key=key, currency=currency, red_packet_id=red_packet_id,
                              topup_id=topup_id, created_at=now or timezone.now())
-        try:
-            with transaction.atomic():
-                record.save(force_insert=True)
-        except IntegrityError:
-            existing = Transaction.objects.filter(key=key).first()
-            if existing is None:
-                raise
-            return Posting(transaction=existing, created=False)
+        if not _transaction_insert(record):
+            return Posting(transaction=Transaction.objects.get(key=key), created=False)
         posting = Posting(transaction=record, created=True)
         entries: list[Entry] = []
         for leg in sorted((leg for leg in legs if leg.user_id), key=lambda leg: leg.user_id):

@@ -8,9 +8,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Sum
+from django.db.models import Exists, OuterRef, Subquery, Sum
 from django.utils import timezone
 
+from accounts.selectors import has_push_device
 from core.errors import NotFound
 from core.serializers import timestamp
 from messaging.models import Membership
@@ -42,6 +43,25 @@ def packet_get_for_viewer(*, user_id: object, packet_id: object) -> Packet:
     if packet is None:
         raise NotFound()
     if packet.sender_id != user_id and not is_current_member(user_id=user_id, conversation_id=packet.conversation_id):
+        raise NotFound()
+    return packet
+
+
+def packet_for_claim(*, user_id: object, packet_id: object) -> Packet:
+    """The packet for a claim, in one query, annotated with `is_member` (the claimer is a current
+    member), `claimed_amount` (their share, if any) and `sender_pushable`; NotFound for anyone
+    but its sender or a current member."""
+    pk = _as_uuid(packet_id)
+    packet = None
+    if pk is not None:
+        packet = (Packet.objects.select_related("conversation").filter(pk=pk).annotate(
+            is_member=Exists(Membership.objects.filter(conversation_id=OuterRef("conversation_id"), user_id=user_id,
+                                                       left_at__isnull=True)),
+            claimed_amount=Subquery(Share.objects.filter(packet_id=OuterRef("pk"), claimed_by_id=user_id)
+                                    .values("amount")[:1]),
+            sender_pushable=has_push_device("sender_id"),
+        ).first())
+    if packet is None or (packet.sender_id != user_id and not packet.is_member):
         raise NotFound()
     return packet
 

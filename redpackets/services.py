@@ -27,10 +27,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from redis.exceptions import RedisError
 
 from accounts.models import Device, User
 from core.errors import ApplicationError, Conflict, Forbidden, NotFound, ValidationFailed
@@ -42,7 +44,7 @@ from payments.models import AccountKind, TransactionKind
 from payments.services import Leg, ledger_post
 from redpackets import events
 from redpackets.models import Packet, PacketMode, Refund, Share
-from redpackets.selectors import packet_detail, packet_get_for_viewer
+from redpackets.selectors import packet_detail, packet_for_claim
 from redpackets.split import split_fixed, split_random
 from streams.services import PendingEvent, stream_append
 
@@ -171,6 +173,29 @@ def _claimed_amount(packet_id: uuid.UUID, user_id: object) -> int | None:
     return Share.objects.filter(packet_id=packet_id, claimed_by_id=user_id).values_list("amount", flat=True).first()
 
 
+# Once a claim has seen every share claimed (after waiting for the claims in flight), the
+# packet is empty for good: later claimers are told so from the cache, without a transaction.
+# PostgreSQL stays the truth: the flag is only ever set from its answer, and a missing flag
+# (evicted, Redis down) only costs the database round trips it saves.
+def _empty_key(packet_id: object) -> str:
+    return f"redpackets:empty:{packet_id}"
+
+
+def _known_empty(packet_id: object) -> bool:
+    try:
+        return bool(cache.get(_empty_key(packet_id)))
+    except RedisError:
+        return False
+
+
+def _remember_empty(packet: Packet) -> None:
+    ttl = int((packet.expires_at - timezone.now()).total_seconds()) + 3600
+    try:
+        cache.set(_empty_key(packet.pk), 1, timeout=max(ttl, 60))
+    except RedisError:
+        logger.warning("could not remember that red packet %s is empty (cache down)", packet.pk)
+
+
 def packet_claim(*, user: User, packet_id: object) -> tuple[int, bool]:
     """Claim a share: (amount, claimed now). The same amount again on every later call.
 
@@ -181,24 +206,27 @@ def packet_claim(*, user: User, packet_id: object) -> tuple[int, bool]:
     claimer) commit together or not at all.
     """
     ensure_writable("red_packet.claim")
-    packet = packet_get_for_viewer(user_id=user.pk, packet_id=packet_id)
+    packet = packet_for_claim(user_id=user.pk, packet_id=packet_id)  # one query: packet, membership, own claim
+    if not packet.is_member:
+        raise NotFound()  # a sender who left the group still sees the packet, but claims no share
     if packet.sender_id == user.pk and packet.conversation.type == ConversationType.DIRECT:
         raise Forbidden("The sender of a red packet in a direct conversation cannot claim it.")
-    if packet.sender_id == user.pk and not _is_member(user.pk, packet):
-        raise NotFound()  # the sender left the group: they still see the packet, but claim no share
-    amount = _claimed_amount(packet.pk, user.pk)
-    if amount is not None:
-        return amount, False
+    if packet.claimed_amount is not None:
+        return packet.claimed_amount, False
     if timezone.now() >= packet.expires_at:
         raise _finished_error(packet)
-    claimed_at = timezone.now()
+    if _known_empty(packet.pk):
+        raise RedPacketEmpty()
     with transaction.atomic():
         taken = _take_share(packet.pk)
         if taken is None:
             amount = _claimed_amount(packet.pk, user.pk)  # our other device may have won meanwhile
             if amount is not None:
                 return amount, False
-            raise _finished_error(packet)
+            error = _finished_error(packet)
+            if isinstance(error, RedPacketEmpty):
+                _remember_empty(packet)
+            raise error
         share_id, amount = taken
         claimed_at = timezone.now()
         if claimed_at >= packet.expires_at:
@@ -218,17 +246,11 @@ def packet_claim(*, user: User, packet_id: object) -> tuple[int, bool]:
                          events.claimed(packet=packet, user_id=user.pk, amount=amount, claimed_at=claimed_at)),
             *posting.wallet_events(),
         ])
-        if packet.sender_id != user.pk:
+        if packet.sender_id != user.pk and packet.sender_pushable:
             _push(user_id=packet.sender_id, kind=events.RED_PACKET_CLAIMED, packet=packet,
                   body=f"{user.display_name or 'Someone'} opened your red packet",
-                  dedupe_key=f"{events.RED_PACKET_CLAIMED}:{share_id}")
+                  dedupe_key=f"{events.RED_PACKET_CLAIMED}:{share_id}", checked=True)
     return amount, True
-
-
-def _is_member(user_id: object, packet: Packet) -> bool:
-    from redpackets.selectors import is_current_member
-
-    return is_current_member(user_id=user_id, conversation_id=packet.conversation_id)
 
 
 def _finished_error(packet: Packet) -> ApplicationError:
@@ -238,11 +260,13 @@ def _finished_error(packet: Packet) -> ApplicationError:
     return RedPacketEmpty()
 
 
-def _push(*, user_id: object, kind: str, packet: Packet, body: str, dedupe_key: str) -> None:
-    """Push to the sender's offline devices after commit (only if they have a push device at all)."""
+def _push(*, user_id: object, kind: str, packet: Packet, body: str, dedupe_key: str, checked: bool = False) -> None:
+    """Push to the sender's offline devices after commit (only if they have a push device at all;
+    `checked`: the caller knows they do)."""
     if not settings.RED_PACKET_PUSH:
         return
-    if not Device.objects.filter(user_id=user_id, revoked_at__isnull=True).exclude(push_token="").exists():
+    if not checked and not (Device.objects.filter(user_id=user_id, revoked_at__isnull=True)
+                            .exclude(push_token="").exists()):
         return
     import_string(settings.RED_PACKET_PUSH)(
         user_id=str(user_id), kind=kind, title="Red packet", body=body, conversation_id=str(packet.conversation_id),

@@ -55,11 +55,11 @@ def test_a_spend_beyond_the_balance_is_refused_and_writes_nothing(alice, bob, se
     settings.PAYMENTS_LEDGER_CHECKS = []  # the ledger's own audit (no red packets behind these spends)
     credit(alice.user.pk, 100, "t1")
     before = ledger_counts()
-    with pytest.raises(InsufficientFunds) as raised:
+    with pytest.raises(InsufficientFunds) as raised, transaction.atomic():  # the caller's transaction rolls back
         ledger_post(kind=TransactionKind.RED_PACKET_SEND, key="spend",
                     legs=[Leg.wallet(alice.user.pk, -101), Leg.account(AccountKind.PACKETS_IN_FLIGHT, 101)])
     assert raised.value.code == "insufficient_funds" and raised.value.status == 409
-    with pytest.raises(InsufficientFunds):  # no wallet at all
+    with pytest.raises(InsufficientFunds), transaction.atomic():  # no wallet at all
         ledger_post(kind=TransactionKind.RED_PACKET_SEND, key="spend2",
                     legs=[Leg.wallet(bob.user.pk, -1), Leg.account(AccountKind.PACKETS_IN_FLIGHT, 1)])
     assert ledger_counts() == before
