@@ -209,7 +209,7 @@ def packet_claim(*, user: User, packet_id: object) -> tuple[int, bool]:
     packet = packet_for_claim(user_id=user.pk, packet_id=packet_id)  # one query: packet, membership, own claim
     if not packet.is_member:
         raise NotFound()  # a sender who left the group still sees the packet, but claims no share
-    if packet.sender_id == user.pk and packet.conversation.type == ConversationType.DIRECT:
+    if packet.sender_id == user.pk and packet.conversation_type == ConversationType.DIRECT:
         raise Forbidden("The sender of a red packet in a direct conversation cannot claim it.")
     if packet.claimed_amount is not None:
         return packet.claimed_amount, False
