@@ -7,10 +7,11 @@ Claims under contention. The shares are drawn at send time and stored; a
 claim takes the open share with the lowest index using
 `SELECT ... FOR UPDATE SKIP LOCKED`, so a thousand concurrent claimers each
 lock a different row (or none) and nobody queues behind a packet-wide lock or
-retries. When that finds nothing, the claim looks once more *with* waiting:
-a share may only be locked by a claim that is about to fail (the same user's
-other device, a crash), and a claimer must not be told "empty" while a share
-is still to be had. Nobody claims twice: (packet, claimed_by) is unique, so of
+retries. When that finds nothing, every open share is held by a claim in
+flight: the claim looks once more *with* waiting, passes over the shares
+whose claims commit, and takes one whose claim rolls back (the same user's
+other device, a crash), so nobody is told "empty" while a share is still to
+be had. Nobody claims twice: (packet, claimed_by) is unique, so of
 two devices of one user claiming at once, the second waits for the first and
 then returns the first's amount.
 
