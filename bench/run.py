@@ -152,7 +152,9 @@ def children_of(pid: int) -> list[int]:
 class Stack:
     """uvicorn processes (one port each) and, optionally, a Celery worker."""
 
-    def __init__(self, processes: int, cpu: int | None, worker: bool = True) -> None:
+    def __init__(self, processes: int, cpu: int | None, worker: bool = True,
+                 env_extra: dict[str, str] | None = None) -> None:
+        self.env_extra = env_extra or {}
         self.ports = [free_port() for _ in range(processes)]
         self.cpu = cpu
         self.worker = worker
@@ -170,7 +172,7 @@ class Stack:
         return [f"http://127.0.0.1:{port}" for port in self.ports]
 
     def __enter__(self) -> Stack:
-        env = server_env()
+        env = {**server_env(), **self.env_extra}
         for port in self.ports:
             proc = subprocess.Popen(
                 pinned(self.cpu, [str(BIN / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1",
@@ -355,6 +357,12 @@ def scenario_contacts(seeds: dict, args: argparse.Namespace, results: dict) -> N
     log(f"contacts: {cases}")
 
 
+def scenario_redpackets(seeds: dict, args: argparse.Namespace, results: dict) -> None:
+    from bench import redpackets
+
+    redpackets.scenario(seeds, args, results)
+
+
 SCENARIOS = {
     "throughput": scenario_throughput,
     "latency": scenario_latency,
@@ -363,7 +371,10 @@ SCENARIOS = {
     "catchup": scenario_catchup,
     "signup": scenario_signup,
     "contacts": scenario_contacts,
+    "redpackets": scenario_redpackets,
 }
+# Scenarios that seed their own data: run alone, they skip the shared seeding.
+SELF_SEEDED = {"contacts", "redpackets"}
 
 
 # --- Report -------------------------------------------------------------------------------------
@@ -405,6 +416,9 @@ def table(results: dict) -> str:
     for case, figures in contacts.items():
         add(f"6. contacts: {case} p50 (ms)", figures["p50_ms"], None, "< 100", "{:.1f}")
     add("7. signups (OTP request + verify per s)", get("signup", "per_s"), None, ">= 200")
+    add("8. red packet: 100 shares, 1,000 claimants, empty after (ms)", get("redpackets", "empty_ms"), None,
+        "(reported)")
+    add("8. red packet: successful claims per s", get("redpackets", "claims_per_s"), None, "(reported)")
     widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
     lines = [" | ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "-+-".join("-" * width for width in widths))
@@ -475,10 +489,14 @@ def main() -> None:
     parser.add_argument("--catchup", type=int, default=10000)
     parser.add_argument("--contacts-users", type=int, default=1_000_000)
     parser.add_argument("--contacts-runs", type=int, default=10)
+    parser.add_argument("--rp-members", type=int, default=1000, help="red packets: claimants pressing at once")
+    parser.add_argument("--rp-shares", type=int, default=100)
+    parser.add_argument("--rp-rounds", type=int, default=3)
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.latency_seconds, args.signup_seconds = 5, 3, 3
         args.idle, args.catchup, args.contacts_users, args.contacts_runs = 500, 2000, 20000, 3
+        args.rp_rounds = 1
     started = time.monotonic()
     RESULTS.mkdir(parents=True, exist_ok=True)
     raise_fd_limit()
@@ -487,10 +505,12 @@ def main() -> None:
     flush_redis()
     env = server_env()
     run_checked([PY, "manage.py", "migrate", "--noinput", "-v", "0"], env=env)
-    seeds = json.loads(run_checked(
-        [PY, "bench/seed.py", "--pairs", str(args.pairs), "--idle", str(args.idle), "--group", str(args.group),
-         "--catchup", str(args.catchup)], env={**env, "LOG_LEVEL": "ERROR"}, timeout=600,
-    ).strip().splitlines()[-1])
+    seeds: dict[str, Any] = {}
+    if not set(args.only.split(",")) <= SELF_SEEDED:
+        seeds = json.loads(run_checked(
+            [PY, "bench/seed.py", "--pairs", str(args.pairs), "--idle", str(args.idle), "--group", str(args.group),
+             "--catchup", str(args.catchup)], env={**env, "LOG_LEVEL": "ERROR"}, timeout=600,
+        ).strip().splitlines()[-1])
     flush_redis()
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),

@@ -62,6 +62,8 @@ INSTALLED_APPS = [
     "notifications",
     "media",
     "exports",
+    "payments",
+    "redpackets",
 ]
 
 MIDDLEWARE = [
@@ -512,6 +514,51 @@ CELERY_BEAT_SCHEDULE["exports-recover"] = {"task": "exports.recover", "schedule"
 CELERY_BEAT_SCHEDULE["sunset-announce-due"] = {"task": "exports.announce_due", "schedule": 60.0}
 ACCOUNT_DELETION_STEPS.append("exports.services.exports_erase_for_user")
 ACCOUNT_REGISTERED_HOOKS.append("exports.services.announcement_deliver_to_new_user")
+
+# --- Payments and red packets -------------------------------------------------------
+
+# (payments settings)
+# The payment provider for top-ups: "" (off: top-ups answer 403 payments_disabled), "test" (approves at once,
+# collects nothing; development, tests and benchmarks only, warned outside DEBUG), or
+# "http" (the real-provider adapter, docs/payments.md).
+PAYMENTS_BACKEND = env_str("PAYMENTS_BACKEND")
+# The one currency of every wallet and packet (ISO 4217); amounts are integer cents of it.
+PAYMENTS_CURRENCY = env_str("PAYMENTS_CURRENCY", "CNY").upper()
+PAYMENTS_TOPUP_MAX = env_int("PAYMENTS_TOPUP_MAX", 500000)
+PAYMENTS_HTTP_URL = env_str("PAYMENTS_HTTP_URL")
+PAYMENTS_HTTP_API_KEY = env_str("PAYMENTS_HTTP_API_KEY")
+# Webhook signing secrets, comma-separated: several are accepted while one is rotated.
+PAYMENTS_HTTP_WEBHOOK_SECRETS = env_list("PAYMENTS_HTTP_WEBHOOK_SECRETS")
+PAYMENTS_HTTP_TIMEOUT_SECONDS = float(env_int("PAYMENTS_HTTP_TIMEOUT_SECONDS", 10))
+# A webhook signed longer ago than this is refused (replay protection).
+PAYMENTS_WEBHOOK_TOLERANCE_SECONDS = env_int("PAYMENTS_WEBHOOK_TOLERANCE_SECONDS", 300)
+# Pending top-ups older than this are asked about at the provider by the beat sweep (lost webhooks).
+PAYMENTS_RECONCILE_AFTER_SECONDS = env_int("PAYMENTS_RECONCILE_AFTER_SECONDS", 300)
+# Reconciliations manage.py ledger_check runs besides the ledger's own: dotted paths of
+# functions returning a list of problems.
+PAYMENTS_LEDGER_CHECKS = ["redpackets.selectors.ledger_reconcile"]
+CELERY_BEAT_SCHEDULE["payments-reconcile-topups"] = {"task": "payments.reconcile_topups", "schedule": 60.0}
+
+# (red packets settings)
+RED_PACKET_MAX_TOTAL = env_int("RED_PACKET_MAX_TOTAL", 20000)
+RED_PACKET_MAX_COUNT = env_int("RED_PACKET_MAX_COUNT", 100)
+RED_PACKET_GREETING_MAX = env_int("RED_PACKET_GREETING_MAX", 64)
+# After this the remainder goes back to the sender (beat every minute) and claims get 410.
+RED_PACKET_EXPIRY = timedelta(hours=env_int("RED_PACKET_EXPIRY_HOURS", 24))
+# A refund task not finished this long after it was enqueued is enqueued again by the sweep.
+RED_PACKET_REFUND_LEASE_SECONDS = env_int("RED_PACKET_REFUND_LEASE_SECONDS", 300)
+# Pushes for red_packet.claimed and red_packet.refunded: a dotted path called with
+# push_notify's keyword arguments; "" sends none.
+RED_PACKET_PUSH = env_str("RED_PACKET_PUSH", "notifications.services.push_notify")
+CELERY_BEAT_SCHEDULE["redpackets-refund-due"] = {"task": "redpackets.refund_due", "schedule": 60.0}
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
+    "RedPacketModeEnum": "redpackets.models.PacketMode",
+    "RedPacketStatusEnum": "redpackets.models.PACKET_STATUSES",
+    "TopUpStatusEnum": "payments.models.TopUpStatus",
+    "TransactionKindEnum": "payments.models.TransactionKind",
+    # Named here too, so the two "kind" enums do not collide.
+    "AttachmentKindEnum": "media.models.AttachmentKind",
+})
 
 # --- Logging: never log phone numbers or address books. -----------------------------
 

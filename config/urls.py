@@ -11,6 +11,8 @@ api_v1 = [
     path("", include("media.urls")),
     path("", include("notifications.urls")),
     path("", include("exports.urls")),
+    path("", include("payments.urls")),
+    path("", include("redpackets.urls")),
 ]
 
 urlpatterns = [

@@ -4,6 +4,10 @@ Layout of the archive:
 
     profile.json                          the user's own profile and settings
     contacts.json                         matched contacts (never raw numbers of others)
+    wallet/wallet.json                    the wallet's balance and currency
+    wallet/transactions.jsonl             every movement of the wallet, oldest first (amounts in cents)
+    red_packets/sent.jsonl                the user's red packets: amounts, claims, refunds
+    red_packets/claimed.jsonl             the shares the user claimed
     conversations/<id>/conversation.json  title, type, members
     conversations/<id>/messages.jsonl     every visible message, oldest first, one per line
     media/<attachment id>.<ext>           attachments of those messages, and the user's uploads
@@ -91,6 +95,7 @@ def archive_write(*, user: User, path: Path, on_progress: ProgressCallback) -> N
         archive.writestr("profile.json", orjson.dumps(profile, option=orjson.OPT_INDENT_2))
         contacts = sources.contacts(user_id=user.pk)
         archive.writestr("contacts.json", orjson.dumps(contacts, option=orjson.OPT_INDENT_2))
+        _write_money(archive, user_id=user.pk)
 
         conversations = list(sources.conversations(user_id=user.pk))
         counts = {c["id"]: sources.message_count(user_id=user.pk, conversation=c) for c in conversations}
@@ -138,6 +143,17 @@ def archive_write(*, user: User, path: Path, on_progress: ProgressCallback) -> N
             page.write(INDEX_HEAD)
             shutil.copyfileobj(page_data, page, 1024 * 1024)
             page.write(INDEX_TAIL)
+
+
+def _write_money(archive: zipfile.ZipFile, *, user_id: object) -> None:
+    """The wallet and red packets: small JSON for the balance, JSON lines for the streams of rows."""
+    archive.writestr("wallet/wallet.json", orjson.dumps(sources.wallet(user_id=user_id), option=orjson.OPT_INDENT_2))
+    for name, rows in (("wallet/transactions.jsonl", sources.wallet_transactions(user_id=user_id)),
+                       ("red_packets/sent.jsonl", sources.red_packets_sent(user_id=user_id)),
+                       ("red_packets/claimed.jsonl", sources.red_packets_claimed(user_id=user_id))):
+        with archive.open(name, "w", force_zip64=True) as lines:
+            for row in rows:
+                lines.write(_json_line(row))
 
 
 def _write_media(archive: zipfile.ZipFile, media: dict[str, str], on_progress: ProgressCallback) -> None:

@@ -30,6 +30,8 @@ from media.storage import attachment_storage
 from messaging.integrations import attachments_public
 from messaging.models import ConversationType, Membership, Message, MessageHidden, Role
 from messaging.selectors import message_public
+from payments.selectors import wallet_get, wallet_statement_all
+from redpackets.selectors import packets_claimed, packets_sent
 
 CHUNK_SIZE = 2000
 DELETED_NAME = "Deleted account"
@@ -115,6 +117,25 @@ def messages(*, user_id: object, conversation: dict[str, Any]) -> Iterator[dict[
         attachments = attachments_public(m.attachment_id for m in chunk if m.deleted_at is None)
         for message in chunk:
             yield message_public(message, attachments=attachments)
+
+
+def wallet(*, user_id: object) -> dict[str, Any]:
+    """{"balance", "currency"} of the user's wallet."""
+    return wallet_get(user_id=user_id)
+
+
+def wallet_transactions(*, user_id: object) -> Iterator[dict[str, Any]]:
+    """Every movement of the user's wallet, oldest first (amount signed: negative is money out)."""
+    return wallet_statement_all(user_id=user_id, chunk_size=CHUNK_SIZE)
+
+
+def red_packets_sent(*, user_id: object) -> Iterator[dict[str, Any]]:
+    """The user's packets with their amounts, who claimed how much, and any refund."""
+    return packets_sent(user_id=user_id)
+
+
+def red_packets_claimed(*, user_id: object) -> Iterator[dict[str, Any]]:
+    return packets_claimed(user_id=user_id, chunk_size=CHUNK_SIZE)
 
 
 def own_attachments(*, user_id: object) -> Iterator[dict[str, Any]]:

@@ -1,0 +1,86 @@
+"""Claims racing inside the database, made deterministic with a held row lock.
+
+Two devices of one user: the first claim takes a share and stalls (its
+wallet row is locked from outside); the second takes *another* share (SKIP
+LOCKED) and then waits on the unique (packet, user) entry of the first. When
+the first commits, the second gets that amount back and its share stays open.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+
+import pytest
+from django.db import connection
+
+from messaging import services as messaging_services
+from payments.services import topup_create
+from redpackets import services
+from redpackets.models import Share
+from tests.factories import sign_in
+from tests.redpackets.conftest import waiting_on_a_lock, wallet_locked
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+
+
+def in_thread(target: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
+    result: list[object] = []
+
+    def run() -> None:
+        try:
+            result.append(target())
+        except Exception as exc:
+            result.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, result
+
+
+def lock_waiters() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                       "AND datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+def test_two_devices_claiming_at_once_get_one_share_and_the_same_amount(settings):
+    from tests.processes import wait_for
+
+    settings.PAYMENTS_BACKEND = "test"
+    settings.RED_PACKET_PUSH = ""
+    sender = sign_in(display_name="Sender")
+    bob = sign_in(display_name="Bob")
+    carol = sign_in(display_name="Carol")
+    topup_create(user=sender.user, client_id=uuid.uuid4(), amount=1000)
+    topup_create(user=bob.user, client_id=uuid.uuid4(), amount=1)  # a wallet row to hold
+    group, _ = messaging_services.conversation_create(creator=sender.user, type="group", title="Race",
+                                                      member_ids=[bob.user.pk, carol.user.pk])
+    packet, _ = services.packet_send(sender=sender.user, conversation_id=group["id"], client_id=uuid.uuid4(),
+                                     total=600, count=3, mode="random")
+
+    def claim() -> object:
+        return services.packet_claim(user=bob.user, packet_id=packet["id"])
+
+    with wallet_locked(bob.user.pk):
+        first, first_result = in_thread(claim)
+        wait_for(lambda: lock_waiters() == 1, timeout=20, message="the first claim to stall on the wallet")
+        second, second_result = in_thread(claim)
+        wait_for(lambda: lock_waiters() == 2, timeout=20,
+                 message="the second claim to take another share and wait on the first one's claim")
+    first.join(20)
+    second.join(20)
+    (amount, created), = first_result
+    assert created
+    assert second_result == [(amount, False)]
+    claimed = list(Share.objects.filter(packet_id=packet["id"], claimed_by__isnull=False)
+                   .values_list("claimed_by_id", "amount"))
+    assert claimed == [(bob.user.pk, amount)]
+    # The second device's share went back to the pool: Carol and the sender get the other two.
+    assert services.packet_claim(user=carol.user, packet_id=packet["id"])[1]
+    assert services.packet_claim(user=sender.user, packet_id=packet["id"])[1]
+    assert not waiting_on_a_lock()
