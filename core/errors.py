@@ -185,7 +185,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
         error = ApplicationError("Internal server error.", code="internal_error", status=500)
     if isinstance(error, ServiceUnavailable):
-        logger.warning("Service unavailable: %s", error.details)
+        logger.warning("Service unavailable: %s (%s: %s)", error.details, type(exc).__name__, str(exc)[:200])
     return render_error_response(error)
 
 
