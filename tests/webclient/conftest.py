@@ -73,7 +73,8 @@ def fake_microphone() -> Path:
     return write_tone_wav(Path(tempfile.mkdtemp(prefix="web-mic-")) / "tone.wav")
 
 
-@pytest.fixture(scope="session")
+# Per module: Playwright's loop must be gone before any asyncio test of another module runs.
+@pytest.fixture(scope="module")
 def browser(fake_microphone: Path) -> Iterator[object]:
     executable = ensure_chromium()
     from playwright.sync_api import sync_playwright

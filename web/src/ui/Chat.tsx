@@ -32,6 +32,7 @@ import {
 import type { Attachment, Conversation, Message } from "../lib/types";
 import { extensionFor, startRecording, toWav } from "../lib/voice";
 import { errorText, Header, Spinner } from "./common";
+import { Icon } from "./icons";
 
 interface Upload {
   id: string;
@@ -149,7 +150,7 @@ function VoiceNote(props: { attachment: Attachment }) {
   }, [props.attachment.url]);
   return (
     <div class="voice" data-testid="voice">
-      <span class="voice-icon">🎤</span>
+      <span class="voice-icon"><Icon name="mic" size={18} /></span>
       {src ? <audio controls preload="metadata" src={src} data-testid="voice-audio" /> : <Spinner />}
       <span class="voice-length">{duration(props.attachment.duration_ms)}</span>
     </div>
@@ -168,7 +169,7 @@ function FileLink(props: { attachment: Attachment }) {
   }
   return (
     <button class="file-link" onClick={download}>
-      📎 {props.attachment.name ?? "File"} <span class="muted">{bytes(props.attachment.size)}</span>
+      <Icon name="file" size={16} /> {props.attachment.name ?? "File"} <span class="muted">{bytes(props.attachment.size)}</span>
     </button>
   );
 }
@@ -197,12 +198,12 @@ function Content(props: { message: Message; onOpenImage: (a: Attachment) => void
       );
     case "location":
       return m.location ? (
-        <div class="text">📍 {m.location.lat.toFixed(5)}, {m.location.lng.toFixed(5)}</div>
+        <div class="text"><Icon name="pin" size={16} /> {m.location.lat.toFixed(5)}, {m.location.lng.toFixed(5)}</div>
       ) : null;
     case "call":
-      return <div class="text">📞 {m.call?.media === "video" ? "Video call" : "Voice call"}: {m.call?.outcome} {m.call?.duration_ms ? duration(m.call.duration_ms) : ""}</div>;
+      return <div class="text"><Icon name="phone" size={16} /> {m.call?.media === "video" ? "Video call" : "Voice call"}: {m.call?.outcome} {m.call?.duration_ms ? duration(m.call.duration_ms) : ""}</div>;
     case "red_packet":
-      return <div class="text red-packet">🧧 {m.red_packet?.greeting || "Red packet"}</div>;
+      return <div class="text red-packet">{m.red_packet?.greeting || "Red packet"}</div>;
     default:
       return <div class="text" data-testid="message-text">{m.text}</div>;
   }
@@ -212,7 +213,7 @@ function quoteOf(message: Message | undefined): string {
   if (!message) return "Message";
   if (message.deleted) return "Recalled message";
   if (message.type === "text") return message.text;
-  return { image: "📷 Photo", voice: "🎤 Voice message", video: "🎬 Video", file: "📎 File", location: "📍 Location" }[message.type] ?? message.type;
+  return { image: "Photo", voice: "Voice message", video: "Video", file: "File", location: "Location" }[message.type] ?? message.type;
 }
 
 export function Chat(props: { id: string }) {
@@ -376,7 +377,7 @@ export function Chat(props: { id: string }) {
     <div class="pane chat" data-testid="chat" data-conversation={id}>
       <Header title={title} subtitle={subtitle} back="/">
         <button class="icon" title="Details" aria-label="Details" data-testid="chat-info" onClick={() => navigate(`/chat/${id}/info`)}>
-          ⓘ
+          <Icon name="info" />
         </button>
       </Header>
       {selectedMessage && (
@@ -448,7 +449,7 @@ export function Chat(props: { id: string }) {
               <div class="bubble">
                 {item.body.type === "text" && <div class="text" data-testid="message-text">{String(item.body.text)}</div>}
                 {item.preview?.kind === "image" && <img class="message-image" src={item.preview.url} alt="" />}
-                {item.preview?.kind === "voice" && <div class="voice">🎤 Voice message</div>}
+                {item.preview?.kind === "voice" && <div class="voice"><Icon name="mic" size={18} /> Voice message</div>}
                 <div class="meta">
                   {item.state === "failed" ? (
                     <>
@@ -466,7 +467,7 @@ export function Chat(props: { id: string }) {
         {pendingUploads.map((upload) => (
           <div key={upload.id} class="message mine pending" data-testid="upload" data-state={upload.state}>
             <div class="bubble">
-              {upload.kind === "image" ? <img class="message-image" src={upload.previewUrl} alt="" /> : <div class="voice">🎤 Voice message</div>}
+              {upload.kind === "image" ? <img class="message-image" src={upload.previewUrl} alt="" /> : <div class="voice"><Icon name="mic" size={18} /> Voice message</div>}
               <div class="meta">
                 {upload.state === "uploading" ? (
                   <span>Uploading…</span>
@@ -497,7 +498,7 @@ export function Chat(props: { id: string }) {
           <div class="composer-row">
             <input ref={fileRef} type="file" accept="image/*" multiple hidden onChange={onPickImage} data-testid="image-input" />
             <button type="button" class="icon" title="Send a photo" aria-label="Send a photo" onClick={() => fileRef.current?.click()} disabled={!!recording}>
-              📷
+              <Icon name="camera" />
             </button>
             {recording ? (
               <div class="recording" data-testid="recording">● Recording {duration(Date.now() - recordStart)}</div>
@@ -517,7 +518,7 @@ export function Chat(props: { id: string }) {
               />
             )}
             {text.trim() && !recording ? (
-              <button type="submit" class="icon send" aria-label="Send" data-testid="send">➤</button>
+              <button type="submit" class="icon send" aria-label="Send" data-testid="send"><Icon name="send" /></button>
             ) : (
               <button
                 type="button"
@@ -527,7 +528,7 @@ export function Chat(props: { id: string }) {
                 data-testid="record"
                 onClick={toggleRecording}
               >
-                {recording ? "■" : "🎤"}
+                {recording ? <Icon name="stop" /> : <Icon name="mic" />}
               </button>
             )}
             {recording && (

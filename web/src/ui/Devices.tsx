@@ -4,7 +4,6 @@ import { shortDate } from "../lib/format";
 import type { Device } from "../lib/types";
 import { errorText, Header, Spinner } from "./common";
 
-const ICONS: Record<string, string> = { android: "📱", ios: "📱", web: "🌐", desktop: "💻" };
 
 export function Devices() {
   const [devices, setDevices] = useState<Device[] | null>(null);
@@ -32,7 +31,7 @@ export function Devices() {
         <ul class="device-list">
           {devices?.map((device) => (
             <li key={device.id} class="contact" data-testid="device" data-current={device.current ? "1" : "0"}>
-              <div class="device-icon">{ICONS[device.platform] ?? "❔"}</div>
+              <div class="device-icon">{device.platform.slice(0, 1).toUpperCase()}</div>
               <div class="contact-body">
                 <div class="contact-name">
                   {device.name || device.platform} {device.current && <span class="tag">this browser</span>}

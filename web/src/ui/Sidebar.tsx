@@ -14,6 +14,7 @@ import {
 } from "../lib/store";
 import type { Conversation, Message } from "../lib/types";
 import { Avatar } from "./common";
+import { Icon } from "./icons";
 
 export function preview(message: Message | null, conversation: Conversation): string {
   if (!message) return conversation.type === "direct" ? "Say hello" : "No messages yet";
@@ -21,13 +22,13 @@ export function preview(message: Message | null, conversation: Conversation): st
   const who = conversation.type !== "direct" || message.sender_id === me.value?.id ? `${userName(message.sender_id)}: ` : "";
   const body =
     message.type === "text" ? message.text
-    : message.type === "image" ? `📷 Photo${message.text ? ` ${message.text}` : ""}`
-    : message.type === "voice" ? "🎤 Voice message"
-    : message.type === "video" ? "🎬 Video"
-    : message.type === "file" ? `📎 ${message.attachment?.name ?? "File"}`
-    : message.type === "location" ? "📍 Location"
-    : message.type === "call" ? "📞 Call"
-    : message.type === "red_packet" ? "🧧 Red packet"
+    : message.type === "image" ? `Photo${message.text ? `: ${message.text}` : ""}`
+    : message.type === "voice" ? "Voice message"
+    : message.type === "video" ? "Video"
+    : message.type === "file" ? `File: ${message.attachment?.name ?? ""}`
+    : message.type === "location" ? "Location"
+    : message.type === "call" ? "Call"
+    : message.type === "red_packet" ? "Red packet"
     : message.type === "sticker" ? "Sticker"
     : message.text;
   return who + body;
@@ -45,10 +46,10 @@ export function Sidebar() {
           <span class={`dot ${socketState.value}`} title={socketState.value} data-testid="socket-state" data-state={socketState.value} />
         </button>
         <nav class="sidebar-nav">
-          <button class="icon" title="Contacts" aria-label="Contacts" data-testid="nav-contacts" onClick={() => navigate("/contacts")}>👤</button>
-          <button class="icon" title="New group" aria-label="New group" data-testid="nav-new-group" onClick={() => navigate("/new/group")}>👥</button>
-          <button class="icon" title="New broadcast" aria-label="New broadcast" data-testid="nav-new-broadcast" onClick={() => navigate("/new/broadcast")}>📢</button>
-          <button class="icon" title="Settings" aria-label="Settings" data-testid="nav-settings" onClick={() => navigate("/settings")}>⚙</button>
+          <button class="icon" title="Contacts" aria-label="Contacts" data-testid="nav-contacts" onClick={() => navigate("/contacts")}><Icon name="contacts" /></button>
+          <button class="icon" title="New group" aria-label="New group" data-testid="nav-new-group" onClick={() => navigate("/new/group")}><Icon name="group" /></button>
+          <button class="icon" title="New broadcast" aria-label="New broadcast" data-testid="nav-new-broadcast" onClick={() => navigate("/new/broadcast")}><Icon name="broadcast" /></button>
+          <button class="icon" title="Settings" aria-label="Settings" data-testid="nav-settings" onClick={() => navigate("/settings")}><Icon name="settings" /></button>
         </nav>
       </header>
       <ul class="chat-list" data-testid="chat-list">
@@ -78,7 +79,7 @@ export function Sidebar() {
                 <div class="chat-item-body">
                   <div class="row">
                     <span class="chat-title">
-                      {conversation.type === "broadcast" && "📢 "}
+                      {conversation.type === "broadcast" && <Icon name="broadcast" size={15} />}
                       {title}
                     </span>
                     <span class="chat-time" title={clock(when)}>{shortDate(when)}</span>

@@ -4,6 +4,7 @@ import { ApiError } from "../lib/api";
 import { blobUrl } from "../lib/media";
 import { navigate } from "../lib/router";
 import { users } from "../lib/store";
+import { Icon } from "./icons";
 
 export function errorText(error: unknown): string {
   if (error instanceof ApiError) {
@@ -27,7 +28,7 @@ export function Header(props: { title: ComponentChildren; subtitle?: ComponentCh
     <header class="pane-header">
       {props.back !== undefined && (
         <button class="icon back" aria-label="Back" data-testid="back" onClick={() => navigate(props.back!)}>
-          ‹
+          <Icon name="back" />
         </button>
       )}
       <div class="pane-title">
@@ -50,7 +51,7 @@ export function Avatar(props: { userId?: string | null; name: string; size?: num
   const hue = [...(props.userId ?? props.name)].reduce((sum, ch) => sum + ch.charCodeAt(0), 0) % 360;
   return (
     <div class={`avatar${props.group ? " group" : ""}`} data-hue={hue % 12}>
-      {src ? <img src={src} alt="" /> : <span>{props.group ? "👥" : initial}</span>}
+      {src ? <img src={src} alt="" /> : props.group ? <Icon name="group" /> : <span>{initial}</span>}
     </div>
   );
 }
