@@ -12,7 +12,8 @@ from playwright.sync_api import Route, expect
 from tests.webclient.browser import write_png
 from tests.webclient.pages import WebUser
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+# A browser session of many steps on a shared 2-core machine: more than the suite's 120 s default.
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 
 DESKTOP = {"width": 1280, "height": 800}
 

@@ -40,6 +40,7 @@ export const announcement = signal<string | null>(null);
 export const contactsVersion = signal(0);
 export const toast = signal<string | null>(null);
 export const signOutReason = signal<string | null>(null);
+export const bootError = signal<string | null>(null);
 
 let connection: Connection | null = null;
 const OUTBOX_KEY = "mt.outbox";
@@ -150,6 +151,7 @@ export async function boot(): Promise<void> {
     signedIn.value = false;
     return;
   }
+  bootError.value = null;
   try {
     const profile = await api.get<Me>("/me");
     me.value = profile;
@@ -162,7 +164,7 @@ export async function boot(): Promise<void> {
     connection = new Connection(
       {
         frame: applyFrame,
-        connected: flushOutbox,
+        connected: () => flushOutbox(true),
         unauthenticated: () => signedOut("This device was signed out. Sign in again."),
       },
       cursor,
@@ -177,11 +179,15 @@ export async function boot(): Promise<void> {
       .catch(() => {});
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) return;
-    throw error;
+    // The server is unreachable or failing: say so and try again shortly.
+    bootError.value = error instanceof ApiError ? error.message : String(error);
+    setTimeout(() => {
+      if (signedIn.value && !booted.value) void boot();
+    }, 5000);
   }
 }
 
-export function signedIn_(newToken: string): void {
+export function completeSignIn(newToken: string): void {
   token.set(newToken);
   clearStoredCursor();
   signOutReason.value = null;
@@ -313,11 +319,7 @@ export async function loadHistory(id: string, older = false): Promise<void> {
     if (older && current?.messages.length) query.before_seq = current.messages[0].seq;
     const page = await api.get<{ messages: Message[]; has_more: boolean }>(`/conversations/${id}/messages`, query);
     const latest = chats.value[id];
-    setChat(id, {
-      messages: mergeMessages(latest?.messages ?? [], page.messages),
-      hasMore: older || !current ? page.has_more : latest?.hasMore ?? page.has_more,
-      loading: false,
-    });
+    setChat(id, { messages: mergeMessages(latest?.messages ?? [], page.messages), hasMore: page.has_more, loading: false });
     for (const message of page.messages) if (message.sender_id) void ensureUser(message.sender_id);
   } catch (error) {
     const latest = chats.value[id];
@@ -532,11 +534,12 @@ export function sendMessage(conversationId: string, body: Record<string, unknown
   flushOutbox();
 }
 
-function flushOutbox(): void {
+/** Send queued messages; after a (re)connect also those sent before it that were never acknowledged. */
+function flushOutbox(resend = false): void {
   if (!connection) return;
   let changed = false;
   const items = outbox.value.map((item) => {
-    if (item.state === "failed") return item;
+    if (item.state === "failed" || (item.state === "sending" && !resend)) return item;
     // After a reconnect everything unacknowledged goes again with the same client_id: the server
     // answers a repeat with the original message, so nothing is ever doubled.
     if (connection!.send({ type: "message.send", ref: item.client_id, conversation_id: item.conversation_id, message: item.body })) {
@@ -554,7 +557,7 @@ function outboxError(ref: string, code: string, message: string): void {
   if (!item) return;
   if (RETRYABLE.has(code)) {
     saveOutbox(outbox.value.map((candidate) => (candidate === item ? { ...candidate, state: "queued" } : candidate)));
-    setTimeout(flushOutbox, 3000);
+    setTimeout(() => flushOutbox(), 3000);
     return;
   }
   saveOutbox(outbox.value.map((candidate) => (candidate === item ? { ...candidate, state: "failed", error: message || code } : candidate)));

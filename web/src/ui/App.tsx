@@ -1,7 +1,7 @@
 import { waitNotice } from "../lib/api";
 import { match, navigate, path } from "../lib/router";
 import { socketState } from "../lib/socket";
-import { announcement, booted, me, signedIn, toast } from "../lib/store";
+import { announcement, boot, bootError, booted, me, signedIn, signOut, toast } from "../lib/store";
 import { Chat } from "./Chat";
 import { Spinner } from "./common";
 import { Contacts } from "./Contacts";
@@ -35,7 +35,15 @@ export function App() {
   if (!booted.value || !me.value) {
     return (
       <div class="splash">
-        <Spinner />
+        {bootError.value ? (
+          <div class="welcome" data-testid="boot-error">
+            <p>Cannot reach the server: {bootError.value}</p>
+            <p class="muted small">Trying again…</p>
+            <button onClick={() => boot()}>Try now</button> <button class="link" onClick={() => signOut()}>Sign out</button>
+          </div>
+        ) : (
+          <Spinner />
+        )}
       </div>
     );
   }

@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, ApiError } from "../lib/api";
-import { signedIn_, signOutReason } from "../lib/store";
+import { completeSignIn, signOutReason } from "../lib/store";
 import { errorText, formatWait } from "./common";
 
 function guessRegion(): string {
@@ -62,7 +62,7 @@ export function SignIn() {
         { phone: normalised, code: code.trim(), device: { name: deviceName(), platform: "web" } },
         { auth: false, maxWait: 0 },
       );
-      signedIn_(result.token);
+      completeSignIn(result.token);
     } catch (e) {
       setError(errorText(e));
       setBusy(false);
