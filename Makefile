@@ -10,7 +10,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/messenger
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
 export SECRET_KEY ?= test-secret-key-not-for-production-0123456789
 
-.PHONY: run test lint check-services stack migrate bench soak clean
+.PHONY: run test lint check-services stack migrate bench soak clean web web-screenshots
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,3 +56,13 @@ clean:
 # Benchmarks against the real stack (PostgreSQL and Redis as for the tests); see README "Benchmarks".
 bench: $(STAMP) check-services
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# The browser client (web/, TypeScript + Preact, built with Vite): rebuilds web/dist, which is
+# committed and served at /app/, so `make run` needs no Node.js.
+web:
+	cd web && npm ci && npm run build
+
+# Screenshots of the main screens at phone and desktop widths into docs/web/ (real stack on
+# TEST_DATABASE_URL / TEST_REDIS_URL, Debian's Chromium through Playwright).
+web-screenshots: $(STAMP) check-services
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) scripts/web_screenshots.py

@@ -64,12 +64,17 @@ INSTALLED_APPS = [
     "exports",
     "payments",
     "redpackets",
+    "corsheaders",
+    "webclient",
 ]
 
 MIDDLEWARE = [
+    # First, so that every answer a browser on another origin gets (a 503 too) carries CORS headers.
+    "corsheaders.middleware.CorsMiddleware",
     "core.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # WhiteNoise, plus the web client's built assets under /app/assets/.
+    "webclient.middleware.WebClientWhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -559,6 +564,22 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
     # Named here too, so the two "kind" enums do not collide.
     "AttachmentKindEnum": "media.models.AttachmentKind",
 })
+# --- Web client ----------------------------------------------------------------------
+
+# (web client settings)
+# The browser client's built files (`make web` writes them; they are committed), served at /app/.
+WEB_CLIENT_DIR = env_str("WEB_CLIENT_DIR") or str(BASE_DIR / "web" / "dist")
+# Browser origins allowed to call the API (CORS, django-cors-headers) and to open /ws/v1 from
+# elsewhere, e.g. "https://chat.example.com,http://localhost:5173". The server's own pages
+# (/app/) are same-origin and always allowed.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
+CORS_URLS_REGEX = r"^/(api/|healthz$)"
+# Bearer tokens, never cookies: no credentialed requests.
+CORS_ALLOW_CREDENTIALS = False
+CORS_EXPOSE_HEADERS = ["Retry-After", "Content-Range", "Content-Disposition", "Accept-Ranges", "ETag"]
+CORS_PREFLIGHT_MAX_AGE = 86400
+# Extra sources for the page's connect-src (e.g. an API served from another host).
+WEB_CLIENT_CONNECT_SRC = env_list("WEB_CLIENT_CONNECT_SRC")
 
 # --- Logging: never log phone numbers or address books. -----------------------------
 

@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
+    path("app/", include("webclient.urls")),
 ]
 
 handler400 = "core.errors.handler400"

@@ -94,6 +94,22 @@ class SyncOutput(serializers.Serializer):
     has_more = serializers.BooleanField()
 
 
+class ReceiptPointerOutput(serializers.Serializer):
+    user_id = serializers.UUIDField()
+    delivered_seq = serializers.IntegerField(allow_null=True, help_text="Has received every message up to here.")
+    read_seq = serializers.IntegerField(allow_null=True, help_text=(
+        "Has read every message up to here; null when that member turned read receipts off."))
+
+
+class ConversationReceiptsOutput(serializers.Serializer):
+    receipts = ReceiptPointerOutput(many=True, help_text="The other current members; empty for broadcasts and "
+                                                         "conversations too big for per-member receipts.")
+
+
+class SyncHeadOutput(serializers.Serializer):
+    cursor = serializers.CharField(help_text="The position of the newest event in the caller's stream.")
+
+
 def _body(request: Request) -> object:
     return request.data
 
@@ -241,6 +257,19 @@ class MessageDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class ConversationReceiptsApi(APIView):
+    @extend_schema(
+        operation_id="conversations_receipts",
+        responses={200: ConversationReceiptsOutput, **ERROR_RESPONSES},
+        description="Extension: the other members' delivered and read pointers, so a client that starts "
+                    "afresh can draw sent/delivered/read ticks; `receipt.delivered`/`receipt.read` events "
+                    "move them afterwards.",
+    )
+    def get(self, request: Request, conversation_id: str) -> Response:
+        receipts = selectors.conversation_receipts(user_id=request.user.pk, conversation_id=conversation_id)
+        return Response({"receipts": receipts})
+
+
 # --- Sync ----------------------------------------------------------------------------------
 
 
@@ -257,3 +286,15 @@ class SyncApi(APIView):
         limit = int_param(request.query_params, "limit", default=100, minimum=1, maximum=500)
         return Response(services.sync_read(user=request.user, device_id=request.auth.pk,
                                            cursor=request.query_params.get("cursor"), limit=limit))
+
+
+class SyncHeadApi(APIView):
+    @extend_schema(
+        operation_id="sync_head",
+        responses={200: SyncHeadOutput, **ERROR_RESPONSES},
+        description="Extension: the cursor of the newest event. A client that keeps no local history "
+                    "(the web client) reads it before loading conversations, then says `hello` with it, "
+                    "instead of replaying the whole stream on a new device. It acknowledges nothing.",
+    )
+    def get(self, request: Request) -> Response:
+        return Response({"cursor": selectors.sync_head(user_id=request.user.pk)})

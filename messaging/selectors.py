@@ -29,6 +29,7 @@ from messaging.models import (
     Role,
 )
 from streams.cursors import cursor_encode
+from streams.selectors import stream_head
 
 
 def as_uuid(value: object) -> uuid.UUID | None:
@@ -254,6 +255,35 @@ def conversation_detail(*, user_id: object, conversation_id: object) -> dict[str
     return conversations_public([membership])[0]
 
 
+def conversation_receipts(*, user_id: object, conversation_id: object) -> list[dict[str, Any]]:
+    """Where the other members' delivered and read pointers stand (extension), so a client
+    that reloads can draw its ticks without replaying every receipt event.
+
+    Only small conversations keep per-member receipts (as for the events); bigger ones
+    answer an empty list. The same privacy as `receipt.read`: no read pointer for a member
+    who turned read receipts off, and nothing at all across a block in either direction.
+    """
+    membership = conversation_get_for_member(user_id=user_id, conversation_id=conversation_id)
+    if not is_small(membership.conversation):
+        return []
+    rows = list(
+        Membership.objects.filter(conversation_id=membership.conversation_id, left_at__isnull=True)
+        .exclude(user_id=user_id)
+        .order_by("joined_at", "pk")
+        .values_list("user_id", "delivered_seq", "read_seq", "user__read_receipts")
+    )
+    hidden = integrations.blocked_either_way(user_id=user_id, other_ids=[row[0] for row in rows])
+    out = []
+    for member_id, delivered_seq, read_seq, read_receipts in rows:
+        blocked = str(member_id) in hidden
+        out.append({
+            "user_id": str(member_id),
+            "delivered_seq": None if blocked else delivered_seq,
+            "read_seq": None if blocked or not read_receipts else read_seq,
+        })
+    return out
+
+
 def conversation_member_ids(*, user_id: object, conversation_id: object) -> list[str]:
     """Current member ids (NotFound when user_id is not a member). For typing."""
     membership = conversation_get_for_member(user_id=user_id, conversation_id=conversation_id)
@@ -301,6 +331,12 @@ def user_can_see_attachment(*, user_id: object, attachment_id: object) -> bool:
         Q(left_at__isnull=True) | Q(left_seq__gte=OuterRef("seq"))
     )
     return Message.objects.filter(attachment_id=pk, deleted_at__isnull=True).filter(Exists(member_then)).exists()
+
+
+def sync_head(*, user_id: object) -> str:
+    """The cursor of the newest event in the user's stream ("" when it is empty)."""
+    position = stream_head(user_id=user_id)
+    return cursor_encode(position) if position else ""
 
 
 def device_cursor_position(*, device_id: object) -> int:

@@ -13,6 +13,9 @@ urlpatterns = [
     path("conversations/<str:conversation_id>/read", apis.ConversationReadApi.as_view(), name="conversation-read"),
     path("conversations/<str:conversation_id>/messages", apis.ConversationMessagesApi.as_view(),
          name="conversation-messages"),
+    path("conversations/<str:conversation_id>/receipts", apis.ConversationReceiptsApi.as_view(),
+         name="conversation-receipts"),
     path("messages/<str:message_id>", apis.MessageDetailApi.as_view(), name="message-detail"),
     path("sync", apis.SyncApi.as_view(), name="sync"),
+    path("sync/head", apis.SyncHeadApi.as_view(), name="sync-head"),
 ]

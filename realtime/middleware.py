@@ -18,6 +18,7 @@ from django.conf import settings
 
 from accounts.models import Device
 from accounts.selectors import device_get_by_token
+from webclient.security import websocket_origin_allowed
 
 _admission: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
 
@@ -54,3 +55,30 @@ async def authenticate(scope: dict[str, Any]) -> Device | None:
         return None
     async with _bound():
         return await database_sync_to_async(_device_for, thread_sensitive=False)(token)
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+class OriginCheckMiddleware:
+    """Refuse the handshake (HTTP 403) of a socket opened by a page of a foreign origin.
+
+    Same-origin pages and CORS_ALLOWED_ORIGINS are let through, and so are clients
+    that send no Origin (apps, scripts). Checked before the token lookup, so a
+    hijack attempt costs no database query.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if not websocket_origin_allowed(origin=_header(scope, b"origin"), host=_header(scope, b"host")):
+            message = await receive()
+            if message.get("type") == "websocket.connect":
+                await send({"type": "websocket.close", "code": 1008})
+            return None
+        return await self.inner(scope, receive, send)
