@@ -36,6 +36,7 @@ from django.conf import settings
 from core.errors import ApplicationError, ValidationFailed, to_application_error
 from realtime import handlers
 from realtime.frames import FloodGuard, error_frame, event_frame, frame_decode, frame_encode, frame_ref
+from realtime.hooks import run_socket_hooks
 from streams.cursors import cursor_encode
 from streams.groups import device_group, user_group
 from streams.selectors import stream_read
@@ -83,6 +84,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         self.spawn(self._heartbeat())
+        self.spawn(run_socket_hooks("SOCKET_OPENED_HOOKS", user_id=self.user_id, device_id=self.device_id))
         try:
             active, viewers = await database_sync_to_async(handlers.socket_heartbeat)(
                 user=self.user, device_id=self.device_id, connection_id=self.connection_id)
@@ -121,6 +123,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await self._announce(viewers, "offline", last_seen)
         except Exception:
             logger.warning("presence update on disconnect failed", exc_info=True)
+        await run_socket_hooks("SOCKET_CLOSED_HOOKS", user_id=self.user_id, device_id=self.device_id)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' dispatch, minus its `aclose_old_connections()` thread hop per message.
