@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("media.urls")),
     path("", include("notifications.urls")),
     path("", include("exports.urls")),
+    path("", include("calls.urls")),
 ]
 
 urlpatterns = [
