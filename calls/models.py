@@ -138,7 +138,8 @@ class HeldCandidate(models.Model):
     id = models.BigAutoField(primary_key=True)
     call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="+")
     device = models.ForeignKey("accounts.Device", on_delete=models.CASCADE, related_name="+")
-    candidate = models.JSONField()
+    # NULL is the end of candidates (a null `candidate` in the frame).
+    candidate = models.JSONField(null=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

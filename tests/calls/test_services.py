@@ -392,6 +392,13 @@ def test_caller_candidates_before_the_answer_are_held_bounded_and_handed_over(al
     assert "held" not in reply
 
 
+def test_end_of_candidates_is_held_and_handed_over_too(alice, bob, direct):
+    call_id = offer(alice, direct)
+    services.call_ice(user=alice.user, device_id=alice.device.pk, call_id=call_id, candidate=CANDIDATE)
+    services.call_ice(user=alice.user, device_id=alice.device.pk, call_id=call_id, candidate=None)
+    assert list(HeldCandidate.objects.order_by("id").values_list("candidate", flat=True)) == [CANDIDATE, None]
+
+
 def test_ice_from_anyone_but_an_engaged_device_is_not_found(alice, bob, carol, direct):
     call_id = offer(alice, direct)
     for who in (carol, bob, alice.another_device()):  # bob still rings: not engaged yet
