@@ -8,6 +8,7 @@ the consumer, which sends the `error` frame with the same `ref`.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
@@ -19,6 +20,8 @@ from realtime.frames import frame_ref
 if TYPE_CHECKING:
     from realtime.consumers import StreamConsumer
 
+logger = logging.getLogger(__name__)
+
 
 async def _reply(consumer: StreamConsumer, frame: dict[str, Any], result: dict[str, Any]) -> None:
     reply: dict[str, Any] = {"type": "call.ok"}
@@ -26,7 +29,12 @@ async def _reply(consumer: StreamConsumer, frame: dict[str, Any], result: dict[s
     if ref is not None:
         reply["ref"] = ref
     reply.update(result)
-    await consumer.send_frame(reply)
+    try:
+        await consumer.send_frame(reply)
+    except OSError:
+        # The client went away after the change was committed (a phone that lost the network
+        # right after answering). Nobody to tell; the socket's close (and the close hooks) follow.
+        logger.info("call.ok not delivered: the client is gone")
 
 
 async def handle_offer(consumer: StreamConsumer, frame: dict[str, Any]) -> None:
