@@ -61,9 +61,10 @@ def media(frame: dict[str, Any]) -> str:
 
 
 def boolean(frame: dict[str, Any], field: str, *, default: bool | None = False) -> bool | None:
-    value = frame.get(field, default)
-    if value is None and default is None:
-        return None
+    """A JSON boolean; missing or null means `default`."""
+    value = frame.get(field)
+    if value is None:
+        return default
     if not isinstance(value, bool):
         raise _invalid(field, "Must be true or false.")
     return value

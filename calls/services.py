@@ -32,6 +32,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from redis.exceptions import RedisError
 
 from accounts.models import User
 from calls import events
@@ -266,7 +267,7 @@ def call_offer(*, user: User, device_id: object, call_id: uuid.UUID, conversatio
         if not callee_ids:
             raise ValidationFailed("Nobody else is in this conversation.",
                                    details={"conversation_id": ["There is nobody to call."]})
-        ratelimit.hit("calls.offer", str(user.pk), settings.CALLS_OFFER_LIMIT)
+        _limit_offers(user_id=user.pk)
         silenced = {str(u) for u in blockers_of(user_id=user.pk, candidate_ids=callee_ids)}
         busy = _users_in_active_calls([u for u in callee_ids if u not in silenced])
         try:
@@ -298,6 +299,18 @@ def call_offer(*, user: User, device_id: object, call_id: uuid.UUID, conversatio
         _push_ring(call, caller=user, user_ids=[str(p.user_id) for p in rung])
         _enqueue_on_commit("ring_timeout", call.pk, settings.CALLS_RING_TIMEOUT_SECONDS + 0.5)
         return {"call_id": str(call.pk), "state": CallState.RINGING}
+
+
+def _limit_offers(*, user_id: object) -> None:
+    """CALLS_OFFER_LIMIT new calls per caller per window (retries are free: they returned
+    before). Fails open when the cache is down, like the send limit."""
+    allowed, window = settings.CALLS_OFFER_LIMIT
+    if allowed <= 0:
+        return
+    try:
+        ratelimit.hit("calls.offer", str(user_id), (allowed, window))
+    except RedisError:
+        logger.warning("call offer limit unavailable (cache down); allowing")
 
 
 def _offer_again(call: Call, *, user: User, conversation_id: object) -> dict[str, Any]:

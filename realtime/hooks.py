@@ -10,6 +10,7 @@ never breaks the socket.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from functools import cache
 from typing import Any
@@ -30,7 +31,7 @@ async def run_socket_hooks(setting: str, *, user_id: str, device_id: str) -> Non
     for path in getattr(settings, setting, ()):
         try:
             hook = _resolve(path)
-            if asyncio.iscoroutinefunction(hook):
+            if inspect.iscoroutinefunction(hook):
                 await hook(user_id=user_id, device_id=device_id)
             else:
                 await database_sync_to_async(hook)(user_id=user_id, device_id=device_id)
