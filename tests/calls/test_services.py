@@ -399,6 +399,16 @@ def test_end_of_candidates_is_held_and_handed_over_too(alice, bob, direct):
     assert list(HeldCandidate.objects.order_by("id").values_list("candidate", flat=True)) == [CANDIDATE, None]
 
 
+def test_ice_and_update_after_the_end_are_conflicts(alice, bob, direct):
+    call_id = offer(alice, direct)
+    answer(bob, call_id)
+    services.call_hangup(user=alice.user, device_id=alice.device.pk, call_id=call_id)
+    with pytest.raises(Conflict):
+        services.call_ice(user=bob.user, device_id=bob.device.pk, call_id=call_id, candidate=CANDIDATE)
+    with pytest.raises(Conflict):
+        services.call_update(user=bob.user, device_id=bob.device.pk, call_id=call_id, media="video")
+
+
 def test_ice_from_anyone_but_an_engaged_device_is_not_found(alice, bob, carol, direct):
     call_id = offer(alice, direct)
     for who in (carol, bob, alice.another_device()):  # bob still rings: not engaged yet
