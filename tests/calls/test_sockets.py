@@ -7,12 +7,13 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from calls import services
-from calls.models import Call, CallParticipant
+from calls.models import Call, CallParticipant, HeldCandidate
 from streams.models import Event
 from streams.selectors import stream_head
 from tests.calls.conftest import CANDIDATE, SDP_ANSWER, SDP_OFFER, call_messages, new_direct, new_group
@@ -413,3 +414,25 @@ async def test_group_call_in_a_group_over_the_limit_is_refused(socket, alice, bo
                                                         type="broadcast")
     error = await reply_to(caller, offer_frame(str(uuid.uuid4()), broadcast))
     assert error["code"] == "validation_error"
+
+
+async def test_a_flood_of_ice_is_cut_by_the_socket_frame_limit(socket, alice, bob, direct, settings):
+    settings.WS_FRAME_RATE, settings.WS_FRAME_BURST, settings.WS_FLOOD_CLOSE_AFTER = 1, 10, 20
+    caller = await live(socket, alice)
+    call_id = str(uuid.uuid4())
+    await reply_to(caller, offer_frame(call_id, direct))
+    for _ in range(60):
+        await caller.send({"type": "call.ice", "call_id": call_id, "candidate": CANDIDATE})
+    codes = []
+    while True:
+        output = await caller.ws.receive_output(5)
+        if output["type"] == "websocket.close":
+            code = output["code"]
+            await caller.close(code)  # as the ASGI server does once the close handshake is done
+            break
+        frame = orjson.loads(output["text"])
+        if frame["type"] == "error":
+            codes.append(frame["code"])
+    assert code == 4008 and "rate_limited" in codes
+    held = await database_sync_to_async(HeldCandidate.objects.filter(call_id=call_id).count)()
+    assert held <= 10  # only what the burst let through
