@@ -12,7 +12,7 @@ import pytest
 
 from calls import services
 from contacts.services import block_create
-from tests.calls.conftest import answer, new_direct, offer
+from tests.calls.conftest import answer, new_direct, new_group, offer
 
 pytestmark = pytest.mark.django_db
 
@@ -101,3 +101,18 @@ def test_one_call_for_its_participants_only(alice, bob, carol, direct):
 def test_call_endpoints_are_in_the_openapi_document(api):
     paths = api.get("/api/schema/?format=json").json()["paths"]
     assert {"/api/v1/calls", "/api/v1/calls/turn", "/api/v1/calls/{call_id}"} <= set(paths)
+
+
+def test_the_log_costs_three_queries_whatever_its_length(alice, bob, carol, direct, django_assert_num_queries):
+    from calls.selectors import call_log
+
+    for _ in range(2):
+        offer(alice, direct)
+    with django_assert_num_queries(3):
+        assert len(call_log(user_id=alice.user.pk)["calls"]) == 2
+    group_call = offer(alice, new_group(alice, bob, carol))
+    for _ in range(5):
+        offer(alice, direct)
+    with django_assert_num_queries(3):
+        log = call_log(user_id=alice.user.pk)["calls"]
+    assert len(log) == 8 and len(next(c for c in log if c["call_id"] == str(group_call))["participants"]) == 3
