@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "accounts",
     "contacts",
     "messaging",
+    "calls",
     "realtime",
     "notifications",
     "media",
@@ -277,6 +278,12 @@ DEVICE_ACTIVITY_RESOLUTION = timedelta(seconds=60)
 ACCOUNT_REGISTERED_HOOKS: list[str] = []
 # Run in order inside the deletion transaction with user_id=...:
 ACCOUNT_DELETION_STEPS: list[str] = []
+# Called by the socket consumer (realtime) with user_id=..., device_id=... when a socket
+# opened (after it joined its groups) and when it closed (after presence was updated).
+# Async callables are awaited on the event loop; sync ones run in a database thread hop.
+# Keep them cheap: they run for every socket.
+SOCKET_OPENED_HOOKS: list[str] = []
+SOCKET_CLOSED_HOOKS: list[str] = []
 
 # Each app below owns its own block: settings, CELERY_BEAT_SCHEDULE entries
 # and its entries in the ACCOUNT_* hook lists.
@@ -427,6 +434,8 @@ PUSH_APNS_KEY_ID = env_str("PUSH_APNS_KEY_ID")
 PUSH_APNS_TEAM_ID = env_str("PUSH_APNS_TEAM_ID")
 PUSH_APNS_TOPIC = env_str("PUSH_APNS_TOPIC")
 PUSH_APNS_ENDPOINT = env_str("PUSH_APNS_ENDPOINT", "https://api.push.apple.com")
+# Call rings go to iOS as VoIP pushes (apns-push-type voip), on the app's VoIP topic.
+PUSH_APNS_VOIP_TOPIC = env_str("PUSH_APNS_VOIP_TOPIC")  # empty: "<PUSH_APNS_TOPIC>.voip"
 # Web Push: the VAPID key pair's private half (base64url raw or DER, or PEM) and its contact.
 PUSH_WEBPUSH_VAPID_PRIVATE_KEY = env_str("PUSH_WEBPUSH_VAPID_PRIVATE_KEY")
 PUSH_WEBPUSH_VAPID_SUBJECT = env_str("PUSH_WEBPUSH_VAPID_SUBJECT")
@@ -492,6 +501,41 @@ CELERY_BEAT_SCHEDULE["media.delete_unreferenced"] = {
     "task": "media.delete_unreferenced",
     "schedule": timedelta(hours=1),
 }
+
+# --- Calls ---------------------------------------------------------------------------
+
+# (calls settings)
+# An offer nobody answered within this many seconds ends as missed (a Celery countdown
+# task, and the beat sweep below as the safety net when that task is lost).
+CALLS_RING_TIMEOUT_SECONDS = env_int("CALLS_RING_TIMEOUT_SECONDS", 45)
+# An engaged device whose last socket closed in an active call and did not come back
+# within this many seconds ends the call as failed (leaves it, in a group).
+CALLS_RECONNECT_GRACE_SECONDS = env_int("CALLS_RECONNECT_GRACE_SECONDS", 30)
+# Group calls are a mesh of the members' devices: at most this many members in the group.
+CALLS_GROUP_MAX = env_int("CALLS_GROUP_MAX", 8)
+# Bounds on what the signalling carries and keeps (the ring event stores the SDP once per callee).
+CALLS_SDP_MAX_BYTES = env_int("CALLS_SDP_MAX_BYTES", 32 * 1024)
+CALLS_CANDIDATE_MAX_BYTES = env_int("CALLS_CANDIDATE_MAX_BYTES", 2048)
+# ICE candidates the caller's device may send before anyone answered (held for the answerer).
+CALLS_ICE_HELD_MAX = env_int("CALLS_ICE_HELD_MAX", 64)
+# New calls per caller per window (each rings people, and may push to their phones).
+CALLS_OFFER_LIMIT = (env_int("CALLS_OFFER_LIMIT", 30), env_int("CALLS_OFFER_WINDOW_SECONDS", 60))
+CALLS_SWEEP_SECONDS = env_int("CALLS_SWEEP_SECONDS", 15)
+# Pushes for ringing and missed calls (notifications.services.push_notify); "" sends none.
+CALLS_PUSH = env_str("CALLS_PUSH", "notifications.services.push_notify")
+# TURN credentials in coturn's REST scheme (use-auth-secret, static-auth-secret = TURN_SECRET).
+TURN_URLS = env_list("TURN_URLS")
+TURN_SECRET = env_str("TURN_SECRET")
+TURN_TTL = env_int("TURN_TTL", 24 * 3600)
+CELERY_BEAT_SCHEDULE["calls-sweep"] = {"task": "calls.sweep", "schedule": float(CALLS_SWEEP_SECONDS)}
+SOCKET_OPENED_HOOKS.append("calls.sockets.socket_opened")
+SOCKET_CLOSED_HOOKS.append("calls.sockets.socket_closed")
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
+    "CallMediaEnum": "calls.models.Media",
+    "CallStateEnum": "calls.models.CallState",
+    "CallOutcomeEnum": "calls.models.Outcome",
+    "CallEndReasonEnum": "calls.models.EndReason",
+})
 
 # --- Exports and sunset ------------------------------------------------------------
 

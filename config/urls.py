@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("exports.urls")),
     path("", include("payments.urls")),
     path("", include("redpackets.urls")),
+    path("", include("calls.urls")),
 ]
 
 urlpatterns = [

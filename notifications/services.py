@@ -280,6 +280,7 @@ def _message(*, row: PushDelivery, device: Device) -> PushMessage:
         collapse_key=row.collapse_key or None,
         data=data,
         urgent=row.kind == "call.ring",
+        voip=row.kind == "call.ring",
         # A ring delivered after the call was given up (45 s) is noise.
         ttl=settings.PUSH_CALL_TTL_SECONDS if row.kind == "call.ring" else settings.PUSH_TTL_SECONDS,
     )

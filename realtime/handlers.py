@@ -21,6 +21,7 @@ from django.conf import settings
 from accounts.models import Device, User
 from accounts.selectors import device_is_active, last_seen_visible_to
 from accounts.services import user_mark_seen
+from calls import sockets as call_sockets
 from core.errors import ApplicationError, ValidationFailed
 from core.serializers import timestamp
 from messaging import services as messaging_services
@@ -234,4 +235,11 @@ HANDLERS: dict[str, Handler] = {
     "message.send": handle_message_send,
     "typing": handle_typing,
     "ping": handle_ping,
+    # Call signalling (calls/sockets.py): each replies call.ok or error by ref.
+    "call.offer": call_sockets.handle_offer,
+    "call.answer": call_sockets.handle_answer,
+    "call.ice": call_sockets.handle_ice,
+    "call.update": call_sockets.handle_update,
+    "call.reject": call_sockets.handle_reject,
+    "call.hangup": call_sockets.handle_hangup,
 }

@@ -43,6 +43,7 @@ from django.conf import settings
 from core.errors import ApplicationError, ValidationFailed, to_application_error
 from realtime import handlers, housekeeping
 from realtime.frames import FloodGuard, error_frame, frame_decode, frame_encode, frame_ref
+from realtime.hooks import run_socket_hooks
 from realtime.middleware import authenticate
 from streams.hub import hub
 from streams.hub import key as hub_key
@@ -114,6 +115,7 @@ class Socket:
             await _until_disconnect(receive)
             return
         await handlers.announce(self.user_id, viewers, "online", None)
+        self.spawn(run_socket_hooks("SOCKET_OPENED_HOOKS", user_id=self.user_id, device_id=self.device_id))
         try:
             while True:
                 message = await receive()
@@ -161,6 +163,7 @@ class Socket:
             await handlers.announce(self.user_id, viewers, "offline", last_seen)
         except Exception:
             logger.warning("presence update on disconnect failed", exc_info=True)
+        await run_socket_hooks("SOCKET_CLOSED_HOOKS", user_id=self.user_id, device_id=self.device_id)
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], *, keep_on_close: bool = False) -> asyncio.Task[Any]:
         """Work beside the frame loop (cancelled when the socket closes, unless kept)."""

@@ -50,6 +50,10 @@ def load_signing_key() -> str:
     return key
 
 
+def voip_topic() -> str:
+    return settings.PUSH_APNS_VOIP_TOPIC or f"{settings.PUSH_APNS_TOPIC}.voip"
+
+
 class ApnsProvider:
     def __init__(self, *, client: httpx.Client | None = None) -> None:
         self.key = load_signing_key()
@@ -73,6 +77,9 @@ class ApnsProvider:
             return self._jwt
 
     def payload(self, message: PushMessage) -> dict[str, Any]:
+        if message.voip:
+            # PushKit hands the payload to the app, which must report the call to CallKit: no alert.
+            return {"aps": {}, **message.data_strings()}
         aps: dict[str, Any] = {"badge": message.badge}
         if message.conversation_id:
             aps["thread-id"] = message.conversation_id
@@ -92,6 +99,11 @@ class ApnsProvider:
             "apns-priority": "5" if message.silent else "10",
             "apns-expiration": str(int(time.time()) + message.ttl),
         }
+        if message.voip:
+            # Incoming calls: a VoIP push, on the app's VoIP topic, delivered at once.
+            headers["apns-topic"] = voip_topic()
+            headers["apns-push-type"] = "voip"
+            headers["apns-priority"] = "10"
         collapse = message.short_collapse_id(64)
         if collapse:
             headers["apns-collapse-id"] = collapse

@@ -35,6 +35,9 @@ class PushMessage:
     data: dict[str, Any] = field(default_factory=dict)
     # Calls must ring now; everything else may be delivered at the provider's pace.
     urgent: bool = False
+    # An incoming call: APNs VoIP push on the VoIP topic (CallKit), FCM data-only at high
+    # priority (the app shows its own full-screen call UI), Web Push urgency high.
+    voip: bool = False
     # Seconds the provider may hold the push for a device that is off.
     ttl: int = 86400
 
@@ -58,6 +61,9 @@ class PushMessage:
             values["conversation_id"] = self.conversation_id
         if self.message_id:
             values["message_id"] = self.message_id
+        if self.voip:
+            # A ring has no system alert: the app builds its call screen from the data.
+            values.update({"title": self.title, "body": self.body})
         return {str(key): str(value) for key, value in values.items()}
 
 

@@ -117,7 +117,8 @@ class FcmProvider:
         collapse = message.short_collapse_id()
         if collapse:
             android["collapse_key"] = collapse
-        if not message.silent:
+        if not message.silent and not message.voip:
+            # A ring is data-only: the app shows its own incoming-call screen.
             body["notification"] = {"title": message.title, "body": message.body}
             android["notification"] = {"notification_count": message.badge}
             if message.conversation_id:

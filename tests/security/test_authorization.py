@@ -5,8 +5,9 @@ The outsider gets 404 `not_found` (never 403, which would confirm the object
 exists), and nothing about the object reaches the outsider by any other path:
 not `/sync`, not presence or typing frames, not a push.
 
-Calls are not implemented in this product (no calls app), so there is no call
-row in the matrix; see the README, "Guarantees".
+Calls are in the matrix too: a call between alice and bob, named by mallory in every
+call frame and in `GET /calls/{id}`, is `not_found`, and nothing of it (ring, SDP,
+log message, push) reaches her.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts.services import device_push_set
+from calls import services as call_services
 from messaging import services as messaging_services
 from tests.factories import SignedInDevice, sign_in
 from tests.media.mediafiles import image_bytes
@@ -28,6 +30,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 SECRET_TEXT = "the launch code is 0000"
 SECRET_TITLE = "Project Nightingale"
+SECRET_SDP = "a=fingerprint:sha-256 5E:CR:E7"
 
 
 @pytest.fixture
@@ -56,8 +59,14 @@ def world(settings: Any, tmp_path: Path, django_capture_on_commit_callbacks: Any
             sender=alice.user, conversation_id=group["id"],
             payload={"client_id": str(uuid.uuid4()), "type": "image", "text": SECRET_TEXT,
                      "attachment_id": attachment["id"]})
+    call_id = uuid.uuid4()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_services.call_offer(user=alice.user, device_id=alice.device.pk, call_id=call_id,
+                                 conversation_id=direct["id"], media="video", remote_control=False,
+                                 sdp=f"v=0 {SECRET_SDP}")
     return {"alice": alice, "bob": bob, "mallory": mallory, "group": group["id"], "direct": direct["id"],
-            "message": message["id"], "attachment": attachment, "push_path": Path(settings.PUSH_FILE_PATH)}
+            "message": message["id"], "attachment": attachment, "push_path": Path(settings.PUSH_FILE_PATH),
+            "call": str(call_id)}
 
 
 def requests(w: dict[str, Any]) -> list[tuple[str, str, dict | None]]:
@@ -90,6 +99,7 @@ def requests(w: dict[str, Any]) -> list[tuple[str, str, dict | None]]:
         ("get", f"/api/v1/attachments/{attachment}/signed", None),
         ("delete", f"/api/v1/devices/{w['alice'].device.pk}", None),
         ("delete", f"/api/v1/devices/{w['bob'].device.pk}", None),
+        ("get", f"/api/v1/calls/{w['call']}", None),
     ]
     return rows
 
@@ -133,6 +143,39 @@ def test_the_outsider_learns_nothing_through_sync_lists_or_push(world):
     assert world["group"] not in everything and world["message"] not in everything
     pushed = world["push_path"].read_text().splitlines() if world["push_path"].exists() else []
     assert [line for line in pushed if "mallory-push-token" in line or str(mallory.device.pk) in line] == []
+    calls = json.dumps([mallory.client.get("/api/v1/calls").json(), sync])
+    assert world["call"] not in calls and SECRET_SDP not in calls
+
+
+async def test_every_call_frame_naming_a_foreign_call_or_conversation_gets_not_found(world, socket):
+    mallory = await socket(world["mallory"].token)
+    call = world["call"]
+    frames = [
+        {"type": "call.offer", "call_id": str(uuid.uuid4()), "conversation_id": world["direct"], "media": "audio",
+         "sdp": "v=0"},
+        {"type": "call.offer", "call_id": str(uuid.uuid4()), "conversation_id": world["group"], "media": "audio",
+         "sdp": "v=0"},
+        {"type": "call.offer", "call_id": call, "to": str(world["alice"].device.pk), "sdp": "v=0"},
+        {"type": "call.answer", "call_id": call, "sdp": "v=0"},
+        {"type": "call.ice", "call_id": call, "candidate": "candidate:1 1 udp 1 10.0.0.9 9 typ host"},
+        {"type": "call.update", "call_id": call, "media": "video"},
+        {"type": "call.reject", "call_id": call},
+        {"type": "call.hangup", "call_id": call},
+    ]
+    for index, frame in enumerate(frames):
+        await mallory.send({**frame, "ref": f"c{index}"})
+        reply = await mallory.recv_type("error")
+        assert (reply["code"], reply["ref"]) == ("not_found", f"c{index}"), frame
+        assert SECRET_SDP not in json.dumps(reply)
+    await mallory.send({"type": "ping"})
+    assert await mallory.recv_type("pong") == {"type": "pong"}
+    # The call was not touched: bob can still answer it.
+    from channels.db import database_sync_to_async
+
+    bob = world["bob"]
+    reply = await database_sync_to_async(call_services.call_answer)(
+        user=bob.user, device_id=bob.device.pk, call_id=uuid.UUID(call), sdp="v=0", grant_control=False)
+    assert reply["state"] == "active"
 
 
 async def test_socket_frames_naming_a_foreign_conversation_get_not_found(world, socket):

@@ -22,6 +22,7 @@ from asgiref.sync import async_to_sync
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from calls import services as call_services
 from messaging import services as messaging_services
 from tests.factories import sign_in
 from tests.realtime.conftest import Client, open_socket
@@ -29,7 +30,7 @@ from tests.realtime.conftest import Client, open_socket
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 SECRET = "carol and dave only: 7d1c"
-REPLY_TYPES = {"error", "event", "pong", "message.sent", "presence", "typing"}
+REPLY_TYPES = {"error", "event", "pong", "message.sent", "presence", "typing", "call.ok", "call.ended"}
 ERROR_CODES = {"validation_error", "payload_too_large", "not_found", "forbidden", "rate_limited", "conflict"}
 CLOSE_CODES = {4008}  # flooding; 4001 would mean our own valid token was refused
 
@@ -40,7 +41,7 @@ json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=
                            | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
 frame_types = st.sampled_from(["hello", "ack", "message.send", "typing", "ping", "call.offer", "call.answer",
                                "event", "message.sent", "HELLO", "", "__proto__"]) | st.text(max_size=20)
-foreign_ids = st.sampled_from(["conversation", "message", "carol", "dave"]).map(lambda key: FOREIGN[key])
+foreign_ids = st.sampled_from(["conversation", "message", "carol", "dave", "call"]).map(lambda key: FOREIGN[key])
 nasty = (json_values | foreign_ids | st.just("x" * 70_000) | st.just(-1) | st.just(2**70)
          | st.just("0" * 5000) | st.just("\u0000\ud7ff\U0010ffff"))
 
@@ -57,6 +58,16 @@ def mutated_frames(draw: st.DrawFn) -> dict[str, Any]:
         {"type": "message.send", "ref": "r", "conversation_id": FOREIGN["own"],
          "message": {"client_id": str(uuid.uuid4()), "type": "text", "text": "hi", "reply_to": FOREIGN["message"]}},
         {"type": "ping"},
+        {"type": "call.offer", "ref": "c", "call_id": str(uuid.uuid4()), "conversation_id": FOREIGN["conversation"],
+         "media": "audio", "remote_control": False, "sdp": "v=0"},
+        {"type": "call.offer", "ref": "c", "call_id": str(uuid.uuid4()), "conversation_id": FOREIGN["own"],
+         "media": "video", "sdp": "v=0"},
+        {"type": "call.offer", "ref": "c", "call_id": FOREIGN["call"], "to": FOREIGN["dave_device"], "sdp": "v=0"},
+        {"type": "call.answer", "ref": "c", "call_id": FOREIGN["call"], "sdp": "v=0", "grant_control": True},
+        {"type": "call.ice", "ref": "c", "call_id": FOREIGN["call"], "candidate": {"candidate": "", "sdpMid": "0"}},
+        {"type": "call.update", "ref": "c", "call_id": FOREIGN["call"], "media": "screen", "remote_control": True},
+        {"type": "call.reject", "call_id": FOREIGN["call"]},
+        {"type": "call.hangup", "call_id": FOREIGN["call"]},
     ]
     frame = dict(draw(st.sampled_from(templates)))
     for key in draw(st.lists(st.sampled_from([*frame.keys(), "ref", "extra", "message"]), max_size=3)):
@@ -100,9 +111,12 @@ def people() -> dict[str, Any]:
     message, _ = messaging_services.message_send(
         sender=carol.user, conversation_id=secret["id"],
         payload={"client_id": str(uuid.uuid4()), "type": "text", "text": SECRET})
+    call_id = uuid.uuid4()  # carol rings dave in their group; the SDP carries the secret too
+    call_services.call_offer(user=carol.user, device_id=carol.device.pk, call_id=call_id, conversation_id=secret["id"],
+                             media="video", remote_control=False, sdp=f"v=0 {SECRET}")
     FOREIGN.update(conversation=secret["id"], message=message["id"], carol=str(carol.user.pk),
-                   dave=str(dave.user.pk), own=own["id"])
-    return {"mallory": mallory, "secret_ids": {secret["id"], message["id"]}}
+                   dave=str(dave.user.pk), own=own["id"], call=str(call_id), dave_device=str(dave.device.pk))
+    return {"mallory": mallory, "secret_ids": {secret["id"], message["id"], str(call_id)}}
 
 
 async def exchange(token: str, frames: list[tuple[str, Any]], secret_ids: set[str]) -> None:
@@ -110,6 +124,10 @@ async def exchange(token: str, frames: list[tuple[str, Any]], secret_ids: set[st
 
     channel_layers.backends.clear()  # a fresh layer per event loop (see tests/realtime/conftest.py)
     client: Client = await open_socket(token)
+    # An id the attacker sent herself may be echoed back (an unknown frame type is quoted in the
+    # error); what must never come back is anything she did not already have.
+    sent = " ".join(payload for kind, payload in frames if kind == "text")
+    secret_ids = {i for i in secret_ids if i not in sent}
     try:
         for kind, payload in frames:
             await client.send_raw(**({"text": payload} if kind == "text" else {"data": payload}))
