@@ -249,6 +249,8 @@ def call_offer(*, user: User | str, device_id: object, call_id: uuid.UUID, conve
     Returns the `call.ok` fields. A retry of the caller's own offer returns the same call;
     a call_id already used for another call is `conflict`.
     """
+    if not isinstance(user, User):
+        user = User.objects.get(pk=user)  # the socket holds ids; the caller's name is in the ring's push
     ensure_writable("call.offer")  # sunset read-only: no new calls, like no new messages
     now = now or timezone.now()
     with transaction.atomic():
@@ -474,7 +476,8 @@ def call_update(*, user: User | str, device_id: object, call_id: uuid.UUID, medi
 # --- Reject and hang up ------------------------------------------------------------------------------
 
 
-def call_reject(*, user: User | str, device_id: object, call_id: uuid.UUID, now: datetime | None = None) -> dict[str, Any]:
+def call_reject(*, user: User | str, device_id: object, call_id: uuid.UUID,
+                now: datetime | None = None) -> dict[str, Any]:
     """A rung callee declines (from any of their devices). A direct call ends as rejected; a
     group call ends once nobody is ringing and nobody joined."""
     now = now or timezone.now()
@@ -506,7 +509,8 @@ def _decline(loaded: _Loaded, *, me: CallParticipant, device_id: object, now: da
     return {"call_id": str(call.pk), "state": call.state}
 
 
-def call_hangup(*, user: User | str, device_id: object, call_id: uuid.UUID, now: datetime | None = None) -> dict[str, Any]:
+def call_hangup(*, user: User | str, device_id: object, call_id: uuid.UUID,
+                now: datetime | None = None) -> dict[str, Any]:
     """An engaged device hangs up (a ringing callee's device: declines). A direct call ends; in a
     group the device leaves, and the call ends when fewer than two devices remain (or the
     caller cancels before anyone answered)."""

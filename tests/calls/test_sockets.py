@@ -33,13 +33,22 @@ async def live(socket: Any, who: Any) -> Client:
     return client
 
 
+async def next_frame(client: Client, timeout: float) -> dict:
+    """The next frame: first those a `reply_to` read past (a relay may overtake the reply to the
+    frame that caused it), then the socket's."""
+    stash = getattr(client, "stash", None)
+    if stash:
+        return stash.pop(0)
+    return await client.recv(timeout=timeout)
+
+
 async def expect(client: Client, type_: str, *, event: str | None = None, timeout: float = 5) -> dict:
     """The next frame of `type_` (for "event": of event type `event`); other frames in between are
     skipped, but never an error."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        frame = await client.recv(timeout=max(0.05, deadline - loop.time()))
+        frame = await next_frame(client, timeout=max(0.05, deadline - loop.time()))
         if frame["type"] == type_ and (event is None or frame["event"]["type"] == event):
             return frame
         assert frame["type"] != "error", frame
@@ -51,7 +60,7 @@ async def frames_until(client: Client, wanted: set[str], timeout: float = 5) -> 
     deadline = loop.time() + timeout
     seen: dict[str, dict] = {}
     while not wanted <= set(seen):
-        frame = await client.recv(timeout=max(0.05, deadline - loop.time()))
+        frame = await next_frame(client, timeout=max(0.05, deadline - loop.time()))
         kind = f"event:{frame['event']['type']}" if frame["type"] == "event" else frame["type"]
         seen.setdefault(kind, frame)
     return seen
@@ -67,6 +76,7 @@ async def reply_to(client: Client, frame: dict, timeout: float = 5) -> dict:
         got = await client.recv(timeout=max(0.05, deadline - loop.time()))
         if got["type"] in ("call.ok", "error") and got.get("ref") == ref:
             return got
+        client.stash = [*getattr(client, "stash", []), got]  # for the expect() that follows
 
 
 def offer_frame(call_id: str, conversation_id: str, **extra: Any) -> dict:
