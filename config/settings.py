@@ -449,6 +449,19 @@ MEDIA_MAX_SIZE = {
 MEDIA_IMAGE_MAX_PIXELS = env_int("MEDIA_IMAGE_MAX_PIXELS", 50_000_000)
 MEDIA_IMAGE_MAX_FRAMES = env_int("MEDIA_IMAGE_MAX_FRAMES", 300)
 MEDIA_THUMBNAIL_SIZE = env_int("MEDIA_THUMBNAIL_SIZE", 320)
+# Voice notes and videos longer than this are refused (400), whatever their size.
+VOICE_MAX_SECONDS = env_int("VOICE_MAX_SECONDS", 300)
+VIDEO_MAX_SECONDS = env_int("VIDEO_MAX_SECONDS", 600)
+# FFmpeg (PyAV) runs on uploads in a child process bounded by these (media/avprocess.py).
+MEDIA_AV_MEMORY_MB = env_int("MEDIA_AV_MEMORY_MB", 1024)
+MEDIA_AV_CPU_SECONDS = env_int("MEDIA_AV_CPU_SECONDS", 60)
+MEDIA_AV_TIMEOUT_SECONDS = env_int("MEDIA_AV_TIMEOUT_SECONDS", 120)
+# Voice-note waveform: how many levels the waveform task computes.
+MEDIA_WAVEFORM_LEVELS = env_int("MEDIA_WAVEFORM_LEVELS", 64)
+# Off by default: re-encoding costs about real time per minute of 720p video on one core.
+MEDIA_VIDEO_TRANSCODE = env_bool("MEDIA_VIDEO_TRANSCODE", False)
+MEDIA_TRANSCODE_MAX_SIDE = env_int("MEDIA_TRANSCODE_MAX_SIDE", 1280)
+MEDIA_TRANSCODE_CPU_SECONDS = env_int("MEDIA_TRANSCODE_CPU_SECONDS", 1800)
 # Who besides the uploader may read an attachment: dotted path called as
 # check(user_id=..., attachment_id=...) -> bool. Empty: the uploader only.
 MEDIA_ACCESS_CHECK = "messaging.selectors.user_can_see_attachment"

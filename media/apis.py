@@ -44,6 +44,13 @@ class AttachmentOutput(serializers.Serializer):
     height = serializers.IntegerField(allow_null=True)
     duration_ms = serializers.IntegerField(allow_null=True)
     name = serializers.CharField(help_text="Extension: the sanitised original file name, for display.")
+    waveform = serializers.ListField(
+        child=serializers.IntegerField(min_value=0, max_value=100), allow_null=True,
+        help_text="Extension, voice notes: peak levels 0..100 (MEDIA_WAVEFORM_LEVELS of them, normalised to the "
+                  "loudest), null until the waveform task has run and for other kinds.")
+    compat_url = serializers.CharField(
+        allow_null=True, help_text="Extension, videos: an H.264/AAC MP4 rendition for clients that cannot play "
+                                   "the original; null unless MEDIA_VIDEO_TRANSCODE is on and it has been made.")
 
 
 class AttachmentUploadApi(APIView):
@@ -136,10 +143,12 @@ class _StoredFileApi(APIView):
                                       as_attachment=as_attachment, filename=filename)
         size = attachment.size if name == attachment.storage_name else storage.size(name)
         fileobj = storage.open(name, "rb")
+        # Each file under an attachment id has its own tag: the original's is its SHA-256.
+        suffix = {attachment.storage_name: "", attachment.thumbnail_name: "-t", attachment.compat_name: "-c"}[name]
         try:
             return stored_file_response(
                 request._request, fileobj=fileobj, size=size, content_type=content_type,
-                etag=f'"{attachment.sha256}"' if name == attachment.storage_name else f'"{attachment.sha256}-t"',
+                etag=f'"{attachment.sha256}{suffix}"',
                 filename=filename, as_attachment=as_attachment,
             )
         except RangeNotSatisfiable as error:
@@ -172,3 +181,16 @@ class AttachmentThumbnailApi(_StoredFileApi):
             raise NotFound("The thumbnail is not ready.")
         return self._serve(request, attachment, name=attachment.thumbnail_name, content_type="image/webp",
                            as_attachment=False, filename=f"{attachment.pk}.webp")
+
+
+class AttachmentCompatApi(_StoredFileApi):
+    @extend_schema(operation_id="attachments_compat", parameters=[_TOKEN],
+                   description="Extension: the H.264/AAC MP4 rendition of a video (MEDIA_VIDEO_TRANSCODE); 404 "
+                               "until it is made, and always when transcoding is off.",
+                   responses={**_BINARY, **ERROR_RESPONSES})
+    def get(self, request: Request, attachment_id: str) -> HttpResponseBase:
+        attachment = self._viewer(request, attachment_id)
+        if not attachment.compat_name:
+            raise NotFound("There is no compatible rendition of this attachment.")
+        return self._serve(request, attachment, name=attachment.compat_name, content_type="video/mp4",
+                           as_attachment=False, filename=f"{attachment.pk}.mp4")

@@ -36,6 +36,12 @@ class Attachment(models.Model):
     sha256 = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
     used_at = models.DateTimeField(null=True, blank=True)
+    # Voice and video: {"container", "video_codec", "audio_codec", "rotation"} from the probe.
+    media_info = models.JSONField(default=dict, blank=True)
+    # Voice notes: MEDIA_WAVEFORM_LEVELS peak levels 0..100, made by the waveform task (null until then).
+    waveform = models.JSONField(null=True, blank=True)
+    # Videos with MEDIA_VIDEO_TRANSCODE on: an H.264/AAC MP4 rendition for old clients.
+    compat_name = models.CharField(max_length=255, blank=True, default="")
 
     class Meta:
         db_table = "media_attachment"

@@ -73,10 +73,13 @@ def _absolute(path: str, request: Request | None) -> str:
 
 
 def attachment_public(attachment: Attachment, *, request: Request | None = None) -> dict[str, Any]:
-    """The contract's Attachment shape (plus `name`); URLs absolute when a request is given."""
+    """The contract's Attachment shape (plus `name`, `waveform`, `compat_url`); URLs absolute when a
+    request is given."""
     content = reverse("attachment-content", kwargs={"attachment_id": attachment.pk})
     thumbnail = (reverse("attachment-thumbnail", kwargs={"attachment_id": attachment.pk})
                  if attachment.thumbnail_name else None)
+    compat = (reverse("attachment-compat", kwargs={"attachment_id": attachment.pk})
+              if attachment.compat_name else None)
     return {
         "id": str(attachment.pk),
         "kind": attachment.kind,
@@ -88,6 +91,8 @@ def attachment_public(attachment: Attachment, *, request: Request | None = None)
         "height": attachment.height,
         "duration_ms": attachment.duration_ms,
         "name": attachment.original_name,
+        "waveform": attachment.waveform,
+        "compat_url": _absolute(compat, request) if compat else None,
     }
 
 

@@ -21,3 +21,33 @@ def make_thumbnail(attachment_id: str) -> None:
 @shared_task(name="media.delete_unreferenced", acks_late=True, time_limit=600, soft_time_limit=540)
 def delete_unreferenced() -> int:
     return services.attachments_delete_unreferenced()
+
+
+@shared_task(
+    name="media.make_waveform",
+    acks_late=True,  # idempotent: a redelivered run finds the waveform made
+    autoretry_for=(OSError,),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=5,
+    time_limit=180,
+    soft_time_limit=150,
+)
+def make_waveform(attachment_id: str) -> None:
+    services.attachment_make_waveform(attachment_id=attachment_id)
+
+
+@shared_task(
+    name="media.transcode_video",
+    acks_late=True,  # idempotent: a redelivered run finds the rendition made (or overwrites its own name)
+    autoretry_for=(OSError,),
+    retry_backoff=30,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=3,
+    time_limit=3900,
+    soft_time_limit=3800,
+)
+def transcode_video(attachment_id: str) -> None:
+    services.attachment_transcode(attachment_id=attachment_id)

@@ -10,4 +10,5 @@ urlpatterns = [
          name="attachment-signed-links"),
     path("attachments/<str:attachment_id>/thumbnail", apis.AttachmentThumbnailApi.as_view(),
          name="attachment-thumbnail"),
+    path("attachments/<str:attachment_id>/compat", apis.AttachmentCompatApi.as_view(), name="attachment-compat"),
 ]
