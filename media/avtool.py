@@ -158,7 +158,8 @@ def inspect(request: dict[str, Any]) -> dict[str, Any]:
                 container_format = "mov"
             muxer, options = MUXERS[container_format]
             # bitexact: not even the muxer's own "encoder" tag is written.
-            output = av.open(request["dst"], "w", format=muxer, options=options, container_options={"fflags": "+bitexact"})
+            output = av.open(request["dst"], "w", format=muxer, options=options,
+                             container_options={"fflags": "+bitexact"})
             for stream in chosen:
                 mapping[stream.index] = output.add_stream_from_template(stream)
         first: dict[int, float] = {}
@@ -364,6 +365,11 @@ def main() -> int:
     request = json.loads(sys.argv[1])
     limits = request.get("limits", {})
     _limit(limits.get("memory", 0), limits.get("cpu", 0), limits.get("file", 0))
+    # Outside the try: a process that cannot even load FFmpeg within its limits exits non-zero,
+    # which the caller reports as "beyond the limits", not as a corrupt file.
+    import av  # noqa: F401
+    from PIL import Image  # noqa: F401
+
     try:
         result = COMMANDS[request["command"]](request)
     except Refused as refused:
