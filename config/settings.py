@@ -476,6 +476,24 @@ CELERY_BEAT_SCHEDULE["media.delete_unreferenced"] = {
     "task": "media.delete_unreferenced",
     "schedule": timedelta(hours=1),
 }
+# Resumable uploads (tus 1.0, /api/v1/uploads): an unfinished upload expires this long after
+# its last byte arrived; the beat sweep deletes it and its pieces.
+MEDIA_RESUMABLE_TTL = timedelta(seconds=env_int("MEDIA_RESUMABLE_TTL", 24 * 3600))
+# Per user: unfinished uploads at once, and their declared bytes together.
+MEDIA_RESUMABLE_MAX_IN_FLIGHT = env_int("MEDIA_RESUMABLE_MAX_IN_FLIGHT", 20)
+MEDIA_RESUMABLE_MAX_BYTES_IN_FLIGHT = env_int("MEDIA_RESUMABLE_MAX_BYTES_IN_FLIGHT", 1024 * 1024 * 1024)
+# Bytes of a PATCH buffered on local disk before they are stored as a piece (and acknowledged
+# by the offset): a server that dies mid-request loses at most this much.
+MEDIA_RESUMABLE_PIECE_BYTES = env_int("MEDIA_RESUMABLE_PIECE_BYTES", 8 * 1024 * 1024)
+# A stored piece smaller than this is merged with the next one, so a flaky network that
+# delivers a few KiB per connection does not leave thousands of objects.
+MEDIA_RESUMABLE_MERGE_BELOW = env_int("MEDIA_RESUMABLE_MERGE_BELOW", 1024 * 1024)
+# A finisher silent for this long is presumed dead; the sweep finishes the upload instead.
+MEDIA_RESUMABLE_FINISH_TIMEOUT = timedelta(seconds=env_int("MEDIA_RESUMABLE_FINISH_TIMEOUT", 600))
+CELERY_BEAT_SCHEDULE["media.resumable_sweep"] = {
+    "task": "media.resumable_sweep",
+    "schedule": timedelta(minutes=5),
+}
 
 # --- Exports and sunset ------------------------------------------------------------
 

@@ -37,6 +37,12 @@ def attachment_create(*, uploader: User, upload: UploadedFile, kind: str | None 
     Nothing is left in storage when anything is refused.
     """
     ratelimit.hit("media-upload", str(uploader.pk), settings.MEDIA_UPLOAD_LIMIT)
+    return attachment_create_from_file(uploader=uploader, upload=upload, kind=kind)
+
+
+def attachment_create_from_file(*, uploader: User, upload: UploadedFile, kind: str | None = None) -> Attachment:
+    """`attachment_create` without the upload rate limit: for bytes already counted when their
+    resumable upload was created. The same checks, probes and storage."""
     if not upload.size:
         raise probe.invalid("The file is empty.")
     probed = _probe(upload=upload, kind=kind)
@@ -255,6 +261,17 @@ def attachment_transcode(*, attachment_id: str) -> str | None:
             storage.delete(stored)
         return current
     return stored
+
+
+def attachment_delete(*, attachment_id: object) -> None:
+    """Delete an attachment and its files (a surplus copy; messaging never calls this)."""
+    row = Attachment.objects.filter(pk=attachment_id).values_list("storage_name", "thumbnail_name",
+                                                                   "compat_name").first()
+    if row is None:
+        return
+    with transaction.atomic():
+        Attachment.objects.filter(pk=attachment_id).delete()
+        transaction.on_commit(lambda: _delete_files(name for name in row if name))
 
 
 def attachment_mark_used(*, attachment_id: str) -> None:

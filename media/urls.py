@@ -10,5 +10,7 @@ urlpatterns = [
          name="attachment-signed-links"),
     path("attachments/<str:attachment_id>/thumbnail", apis.AttachmentThumbnailApi.as_view(),
          name="attachment-thumbnail"),
+    path("uploads", apis.UploadCreateApi.as_view(), name="upload-create"),
+    path("uploads/<str:upload_id>", apis.UploadDetailApi.as_view(), name="upload-detail"),
     path("attachments/<str:attachment_id>/compat", apis.AttachmentCompatApi.as_view(), name="attachment-compat"),
 ]
