@@ -123,7 +123,9 @@ class AnyAcceptNegotiation(BaseContentNegotiation):
 
 _BINARY = {
     200: OpenApiResponse(OpenApiTypes.BINARY, description="The whole file."),
-    206: OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range, with Content-Range."),
+    206: OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range, with Content-Range (only "
+                         "when If-Range, if sent, is the current strong ETag)."),
+    304: OpenApiResponse(description="If-None-Match names the current ETag."),
     416: OpenApiResponse(ErrorBody, description="range_not_satisfiable (with Content-Range: bytes */size)"),
 }
 

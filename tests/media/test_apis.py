@@ -702,3 +702,42 @@ def test_uploads_are_rate_limited_per_user(alice, upload, settings):
 def _attachment_row(who) -> Attachment:
     return Attachment.objects.create(uploader=who.user, kind="image", content_type="image/png", size=1,
                                      storage_name=f"attachments/x/{uuid.uuid4().hex}", sha256="0" * 64)
+
+
+@pytest.mark.parametrize("if_range", ['W/"{etag}"', "Wed, 21 Oct 2015 07:28:00 GMT", '"{etag}-t"', "{etag}"])
+def test_if_range_that_is_not_the_current_strong_etag_restarts_the_download(alice, voice_note, if_range):
+    body, data = voice_note
+    etag = alice.client.get(body["url"])["ETag"].strip('"')
+
+    response = alice.client.get(body["url"], HTTP_RANGE="bytes=10-19", HTTP_IF_RANGE=if_range.format(etag=etag))
+
+    assert response.status_code == 200
+    assert body_of(response) == data
+
+
+def test_if_range_mismatch_ignores_even_an_unsatisfiable_range(alice, voice_note):
+    body, data = voice_note
+
+    response = alice.client.get(body["url"], HTTP_RANGE=f"bytes={len(data) + 10}-", HTTP_IF_RANGE='"old"')
+
+    assert response.status_code == 200 and body_of(response) == data
+
+
+def test_each_file_of_an_attachment_has_its_own_etag(alice, upload):
+    body = upload(alice, mediafiles.image_bytes("PNG", (300, 300)), name="p.png").json()
+    thumbnail_url = alice.client.get(f"/api/v1/attachments/{body['id']}").json()["thumbnail_url"]
+    content_etag = alice.client.get(body["url"])["ETag"]
+
+    thumbnail = alice.client.get(thumbnail_url, HTTP_RANGE="bytes=0-9", HTTP_IF_RANGE=content_etag)
+
+    assert thumbnail["ETag"] != content_etag
+    assert thumbnail.status_code == 200  # a resumed download never splices two files
+
+
+def test_if_none_match_answers_304(alice, voice_note):
+    body, _ = voice_note
+    etag = alice.client.get(body["url"])["ETag"]
+
+    response = alice.client.get(body["url"], HTTP_IF_NONE_MATCH=f'"x", W/{etag}')
+
+    assert response.status_code == 304 and response["ETag"] == etag
