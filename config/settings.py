@@ -490,6 +490,12 @@ MEDIA_RESUMABLE_PIECE_BYTES = env_int("MEDIA_RESUMABLE_PIECE_BYTES", 8 * 1024 * 
 MEDIA_RESUMABLE_MERGE_BELOW = env_int("MEDIA_RESUMABLE_MERGE_BELOW", 1024 * 1024)
 # A finisher silent for this long is presumed dead; the sweep finishes the upload instead.
 MEDIA_RESUMABLE_FINISH_TIMEOUT = timedelta(seconds=env_int("MEDIA_RESUMABLE_FINISH_TIMEOUT", 600))
+# Avatars (PUT /me/avatar, PUT /conversations/{id}/avatar): square crops, in pixels per side.
+MEDIA_AVATAR_SIZES = {"large": env_int("MEDIA_AVATAR_LARGE", 640), "small": env_int("MEDIA_AVATAR_SMALL", 160)}
+MEDIA_AVATAR_LIMIT = (env_int("MEDIA_AVATAR_LIMIT_PER_HOUR", 20), 3600)
+# Who may load a group's avatar: dotted path called as check(user_id=..., conversation_id=...) -> bool.
+MEDIA_AVATAR_ACCESS_CHECK = "messaging.selectors.user_can_see_conversation_avatar"
+ACCOUNT_DELETION_STEPS.append("media.services.avatars_user_deleted")
 CELERY_BEAT_SCHEDULE["media.resumable_sweep"] = {
     "task": "media.resumable_sweep",
     "schedule": timedelta(minutes=5),

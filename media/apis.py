@@ -18,6 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.apis import MeOutput, me_data
 from core.errors import (
     NotFound,
     PayloadTooLarge,
@@ -372,3 +373,76 @@ class UploadDetailApi(_TusApi):
     def delete(self, request: Request, upload_id: str) -> Response:
         resumable.upload_terminate(upload_id=upload_id, user_id=request.user.pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+
+# --- Avatars ---------------------------------------------------------------------------------
+
+
+class AvatarInput(StrictSerializer):
+    file = serializers.FileField(allow_empty_file=False, help_text="An image (JPEG, PNG, GIF, WebP, HEIC); "
+                                                                   "the server crops it square.")
+
+
+def avatar_upload(request: Request) -> Any:
+    """The `file` of a multipart avatar body, cut off past the image cap while it streams."""
+    request._request.upload_handlers.insert(0, SizeCapUploadHandler(request._request,
+                                                                    limit=settings.MEDIA_MAX_SIZE["image"]))
+    if len(request.FILES.getlist("file")) > 1:
+        raise ValidationFailed(details={"file": ["Send exactly one file."]})
+    data = AvatarInput(data=request.data)
+    data.is_valid(raise_exception=True)
+    return data.validated_data["file"]
+
+
+class MeAvatarApi(APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        operation_id="me_avatar_set",
+        description="A new profile picture: square crops (MEDIA_AVATAR_SIZES), re-encoded without EXIF. "
+                    "`avatar_url` in the User shape is a path on this server, new for every picture.",
+        request={"multipart/form-data": AvatarInput},
+        responses={200: MeOutput, **ERROR_RESPONSES},
+    )
+    def put(self, request: Request) -> Response:
+        user = services.user_avatar_set(user=request.user, upload=avatar_upload(request))
+        return Response(me_data(user))
+
+    @extend_schema(operation_id="me_avatar_delete", responses={204: None, **ERROR_RESPONSES})
+    def delete(self, request: Request) -> Response:
+        services.user_avatar_delete(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+_AVATAR_SIZE = OpenApiParameter("size", str, required=False, enum=["large", "small"],
+                                description="large (default) or small.")
+
+
+class AvatarApi(APIView):
+    content_negotiation_class = AnyAcceptNegotiation
+
+    @extend_schema(
+        operation_id="avatars_retrieve",
+        description="Extension: an avatar's image (WebP). A user's picture for every signed-in user (as the "
+                    "profile); a group's for its members.",
+        parameters=[_AVATAR_SIZE],
+        responses={**_BINARY, **ERROR_RESPONSES},
+    )
+    def get(self, request: Request, avatar_id: str) -> HttpResponseBase:
+        size = request.query_params.get("size") or "large"
+        avatar = selectors.avatar_get_for_viewer(avatar_id=avatar_id, user_id=request.user.pk)
+        if size not in avatar.files:
+            raise ValidationFailed(details={"size": ["Expected large or small."]})
+        storage = attachment_storage()
+        name = avatar.files[size]
+        fileobj = storage.open(name, "rb")
+        try:
+            return stored_file_response(request._request, fileobj=fileobj, size=storage.size(name),
+                                        content_type="image/webp", etag=f'"{avatar.pk}-{size}"',
+                                        filename=f"{avatar.pk}-{size}.webp", as_attachment=False)
+        except RangeNotSatisfiable as error:
+            fileobj.close()
+            response = render_error_response(error)
+            response["Content-Range"] = f"bytes */{error.size}"
+            return response

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.urls import reverse
 
 from core.errors import ApplicationError, PayloadTooLarge, Unauthenticated, UnsupportedMediaType, error_body
@@ -54,16 +55,28 @@ def _declared_length(scope: Scope) -> int | None:
     return None
 
 
+_GROUP_AVATAR_PATH = re.compile(r"^/api/v1/conversations/[^/]+/avatar$")
+
+
+def _multipart_cap(scope: Scope) -> int | None:
+    """The byte cap of a multipart upload endpoint, None for any other request."""
+    method, path = scope.get("method"), scope.get("path", "")
+    if method == "POST" and path == reverse("attachment-upload"):
+        return largest_cap()
+    if method == "PUT" and (path == reverse("me-avatar") or _GROUP_AVATAR_PATH.match(path)):
+        return settings.MEDIA_MAX_SIZE["image"]
+    return None
+
+
 class UploadBodyLimit:
     def __init__(self, app: AsgiApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") != reverse(
-                "attachment-upload"):
+        cap = _multipart_cap(scope) if scope["type"] == "http" else None
+        if cap is None:
             await self.app(scope, receive, send)
             return
-        cap = largest_cap()
         limit = cap + MULTIPART_OVERHEAD
         declared = _declared_length(scope)
         if declared is not None and declared > limit:

@@ -112,3 +112,30 @@ class UploadPiece(models.Model):
 
     def __str__(self) -> str:
         return f"{self.upload_id} @{self.offset}+{self.size}"
+
+
+class Avatar(models.Model):
+    """A profile picture: square crops in MEDIA_AVATAR_SIZES, re-encoded (no EXIF).
+
+    Exactly one owner: a user, or a conversation (a group's picture; messaging owns
+    conversations and checks who may see them, see MEDIA_AVATAR_ACCESS_CHECK). A new
+    picture is a new row, so its URL changes and clients may cache by URL.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+                             related_name="+")
+    conversation_id = models.UUIDField(null=True, blank=True, db_index=True)
+    # {"large": storage name, "small": storage name}
+    files = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "media_avatar"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(user__isnull=False) ^ models.Q(conversation_id__isnull=False),
+                                   name="media_avatar_one_owner"),
+        ]
+
+    def __str__(self) -> str:
+        return f"avatar {self.id}"

@@ -67,8 +67,8 @@ def invalid(message: str) -> ValidationFailed:
 # --- Images ---------------------------------------------------------------------------
 
 
-def probe_image(fileobj: IO[bytes], sniffed: Sniffed) -> Probed:
-    """Decode fully (bounded by MEDIA_IMAGE_MAX_PIXELS), strip, re-encode."""
+def decode_image(fileobj: IO[bytes], sniffed: Sniffed) -> list[Image.Image]:
+    """Every frame, decoded in full (bounded by MEDIA_IMAGE_MAX_PIXELS), EXIF orientation applied."""
     max_pixels = settings.MEDIA_IMAGE_MAX_PIXELS
     plugin = _PIL_FORMATS[sniffed.format]
     try:
@@ -82,7 +82,7 @@ def probe_image(fileobj: IO[bytes], sniffed: Sniffed) -> Probed:
             fileobj.seek(0)
             with Image.open(fileobj, formats=[plugin]) as image:
                 _check_dimensions(image.width, image.height, max_pixels)
-                frames = _decode_frames(image)
+                return _decode_frames(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise invalid("The image has too many pixels.") from exc
     except ValidationFailed:
@@ -90,6 +90,10 @@ def probe_image(fileobj: IO[bytes], sniffed: Sniffed) -> Probed:
     except Exception as exc:  # a decoder fed hostile bytes may raise anything: bad input
         raise invalid("The image is truncated or corrupt.") from exc
 
+
+def probe_image(fileobj: IO[bytes], sniffed: Sniffed) -> Probed:
+    """Decode fully (bounded by MEDIA_IMAGE_MAX_PIXELS), strip, re-encode."""
+    frames = decode_image(fileobj, sniffed)
     out_format, content_type = _OUTPUT[sniffed.format]
     output = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller, which closes it
     try:
@@ -144,6 +148,28 @@ def _encode(frames: list[Image.Image], output: IO[bytes], out_format: str) -> No
                       duration=[frame.info.get("duration", 100) for frame in frames],
                       loop=first.info.get("loop", 0))
     first.save(output, format=out_format, **params)
+
+
+def avatar_encode(fileobj: IO[bytes], sniffed: Sniffed, *, sizes: dict[str, int]) -> dict[str, IO[bytes]]:
+    """Square centre crops of the (first frame of the) image, one WebP per size; only pixels survive."""
+    frame = decode_image(fileobj, sniffed)[0]
+    frame = frame.convert("RGBA" if frame.mode in ("RGBA", "LA", "P") else "RGB")
+    side = min(frame.size)
+    left, top = (frame.width - side) // 2, (frame.height - side) // 2
+    square = frame.crop((left, top, left + side, top + side))
+    outputs: dict[str, IO[bytes]] = {}
+    try:
+        for name, pixels in sizes.items():
+            output = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller, which closes it
+            outputs[name] = output
+            square.resize((min(pixels, side), min(pixels, side)), Image.Resampling.LANCZOS).save(
+                output, format="WEBP", quality=85)
+            output.seek(0)
+    except Exception as exc:
+        for output in outputs.values():
+            output.close()
+        raise invalid("The image could not be processed.") from exc
+    return outputs
 
 
 def thumbnail_encode(fileobj: IO[bytes], output: IO[bytes], *, max_side: int) -> tuple[int, int]:

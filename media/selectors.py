@@ -129,3 +129,19 @@ def attachment_signed_viewer(*, attachment_id: Any, token: str) -> str:
         return str(user_get_active(user_id=claims.get("u")).pk)
     except NotFound as exc:  # the account was deleted since
         raise refused from exc
+
+
+def avatar_get_for_viewer(*, avatar_id: Any, user_id: Any) -> Any:
+    """An avatar the viewer may load: a user's picture is public to every signed-in user (as the
+    profile is); a group's only to whom MEDIA_AVATAR_ACCESS_CHECK allows. NotFound otherwise."""
+    from media.models import Avatar
+
+    pk = _as_uuid(avatar_id)
+    avatar = Avatar.objects.filter(pk=pk).first() if pk else None
+    if avatar is None:
+        raise NotFound()
+    if avatar.conversation_id is not None:
+        check = settings.MEDIA_AVATAR_ACCESS_CHECK
+        if not check or not import_string(check)(user_id=user_id, conversation_id=avatar.conversation_id):
+            raise NotFound()
+    return avatar

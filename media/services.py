@@ -9,18 +9,19 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import IO
+from typing import IO, Any
 
 from django.conf import settings
 from django.core.files import File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
 from core import ratelimit
 from media import avprocess, probe
-from media.models import Attachment, AttachmentKind
+from media.models import Attachment, AttachmentKind, Avatar
 from media.sniff import SNIFF_BYTES, sniff
 from media.storage import attachment_storage, new_storage_name
 from media.uploads import sanitize_original_name, too_large
@@ -314,3 +315,94 @@ def _delete_files(names: Iterable[str]) -> None:
     storage = attachment_storage()
     for name in names:
         storage.delete(name)
+
+
+# --- Avatars -------------------------------------------------------------------------------
+
+
+def _avatar_files_store(*, upload: UploadedFile) -> dict[str, str]:
+    """Check the upload is an image (bounded like attachments), crop, store each size; storage names."""
+    upload.seek(0)
+    sniffed = sniff(upload.read(SNIFF_BYTES))
+    if sniffed is None or sniffed.kind != AttachmentKind.IMAGE:
+        raise probe.refuse_kind(AttachmentKind.IMAGE, sniffed.content_type if sniffed else "not an image")
+    _check_size(AttachmentKind.IMAGE, upload.size)
+    encoded = probe.avatar_encode(upload, sniffed, sizes=settings.MEDIA_AVATAR_SIZES)
+    storage = attachment_storage()
+    base = new_storage_name(folder="avatars")
+    stored: dict[str, str] = {}
+    try:
+        for name, output in encoded.items():
+            stored[name] = storage.save(f"{base}-{name}.webp", File(output))
+    except BaseException:
+        _delete_files(stored.values())
+        raise
+    finally:
+        for output in encoded.values():
+            output.close()
+    return stored
+
+
+def avatar_url(avatar: Avatar) -> str:
+    """A path on this server; a new picture gets a new URL, so clients may cache by it."""
+    return reverse("avatar", kwargs={"avatar_id": avatar.pk})
+
+
+def _avatars_delete_on_commit(queryset: Any) -> None:
+    names = [name for files in queryset.values_list("files", flat=True) for name in (files or {}).values()]
+    queryset.delete()
+    if names:
+        transaction.on_commit(lambda: _delete_files(names))
+
+
+def user_avatar_set(*, user: User, upload: UploadedFile) -> User:
+    """A new profile picture (PUT /me/avatar): the previous one and its files go."""
+    ratelimit.hit("media-avatar", str(user.pk), settings.MEDIA_AVATAR_LIMIT)
+    files = _avatar_files_store(upload=upload)
+    try:
+        with transaction.atomic():
+            locked = User.objects.select_for_update().get(pk=user.pk)
+            _avatars_delete_on_commit(Avatar.objects.filter(user=locked))
+            avatar = Avatar.objects.create(user=locked, files=files)
+            locked.avatar_url = avatar_url(avatar)
+            locked.save(update_fields=["avatar_url"])
+    except BaseException:
+        _delete_files(files.values())
+        raise
+    return locked
+
+
+def user_avatar_delete(*, user: User) -> None:
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        _avatars_delete_on_commit(Avatar.objects.filter(user=locked))
+        locked.avatar_url = ""
+        locked.save(update_fields=["avatar_url"])
+
+
+def avatars_user_deleted(*, user_id: object) -> None:
+    """ACCOUNT_DELETION_STEPS: an erased account keeps no picture."""
+    _avatars_delete_on_commit(Avatar.objects.filter(user_id=user_id))
+
+
+def conversation_avatar_files(*, upload: UploadedFile, actor_id: object) -> dict[str, str]:
+    """For messaging's group avatars, step 1 (outside its transaction): the stored crops.
+
+    The caller passes them to `conversation_avatar_replace` inside its transaction, and
+    deletes them with `avatar_files_discard` if that fails.
+    """
+    ratelimit.hit("media-avatar", str(actor_id), settings.MEDIA_AVATAR_LIMIT)
+    return _avatar_files_store(upload=upload)
+
+
+def conversation_avatar_replace(*, conversation_id: object, files: dict[str, str] | None) -> str:
+    """Step 2, inside the caller's transaction: the conversation's picture becomes `files`
+    (None removes it); the old one's files are deleted after commit. Returns the new URL or ""."""
+    _avatars_delete_on_commit(Avatar.objects.filter(conversation_id=conversation_id))
+    if files is None:
+        return ""
+    return avatar_url(Avatar.objects.create(conversation_id=conversation_id, files=files))
+
+
+def avatar_files_discard(files: dict[str, str]) -> None:
+    _delete_files(files.values())

@@ -567,6 +567,7 @@ def _snapshot(conversation: Conversation) -> dict[str, Any]:
     ]
     return {
         "id": str(conversation.pk), "type": conversation.type, "title": conversation.title,
+        "avatar_url": conversation.avatar_url,
         "members": members, "member_count": conversation.member_count, "last_seq": conversation.last_seq,
         "last_message": None, "unread_count": 0, "read_seq": conversation.last_seq, "muted_until": None,
         "created_at": timestamp(conversation.created_at), "updated_at": timestamp(conversation.updated_at),
@@ -963,3 +964,83 @@ def sync_read(*, user: User, device_id: object, cursor: str | None, limit: int) 
         "cursor": page[-1]["cursor"] if page else cursor_encode(after),
         "has_more": has_more,
     }
+
+
+# --- Group avatars ------------------------------------------------------------------------
+
+
+def conversation_avatar_set(*, actor: User, conversation_id: object, upload: Any) -> dict[str, Any]:
+    """A group's or broadcast's picture (admins): stored by media, announced as `conversation.updated`.
+
+    The image is checked and cropped before any lock is taken; the admin check runs
+    before that (so a stranger's upload costs nothing) and again under the lock.
+    """
+    from media import services as media_services
+
+    _locked_for_admin_check(actor=actor, conversation_id=conversation_id)
+    files = media_services.conversation_avatar_files(upload=upload, actor_id=actor.pk)
+    try:
+        return _conversation_avatar_apply(actor=actor, conversation_id=conversation_id, files=files)
+    except BaseException:
+        media_services.avatar_files_discard(files)
+        raise
+
+
+def conversation_avatar_delete(*, actor: User, conversation_id: object) -> dict[str, Any]:
+    return _conversation_avatar_apply(actor=actor, conversation_id=conversation_id, files=None)
+
+
+def _locked_for_admin_check(*, actor: User, conversation_id: object) -> None:
+    with transaction.atomic():
+        _locked_for_admin(actor=actor, conversation_id=conversation_id)
+
+
+def _conversation_avatar_apply(*, actor: User, conversation_id: object,
+                               files: dict[str, str] | None) -> dict[str, Any]:
+    from media import services as media_services
+
+    with transaction.atomic():
+        conversation, _ = _locked_for_admin(actor=actor, conversation_id=conversation_id)
+        if files is None and not conversation.avatar_url:
+            return conversation_detail(user_id=actor.pk, conversation_id=conversation.pk)
+        conversation.avatar_url = media_services.conversation_avatar_replace(conversation_id=conversation.pk,
+                                                                             files=files)
+        conversation.updated_at = timezone.now()
+        conversation.save(update_fields=["avatar_url", "updated_at"])
+        stream_append(_emit_to_members(
+            conversation=conversation, type=events.CONVERSATION_UPDATED, actor_id=actor.pk,
+            data=events.conversation_updated(conversation_id=str(conversation.pk),
+                                             avatar_url=conversation.avatar_url)))
+    return conversation_detail(user_id=actor.pk, conversation_id=conversation.pk)
+
+
+# --- Voice notes played -------------------------------------------------------------------
+
+
+def message_played(*, user: User, message_id: object) -> None:
+    """The user played a voice note (POST /messages/{id}/played). Idempotent.
+
+    The sender gets `receipt.played` unless the listener turned `read_receipts` off (as
+    for `receipt.read`) or either blocked the other; the listener's own devices get it
+    always, so each marks the note played. Playing one's own note records nothing.
+    """
+    from messaging.models import VoicePlayed
+
+    with transaction.atomic():
+        message = message_get_for_member(user_id=user.pk, message_id=message_id)
+        if MessageHidden.objects.filter(message=message, user=user).exists():
+            raise NotFound()
+        if message.type != "voice" or message.deleted_at is not None:
+            raise ValidationFailed(details={"message_id": ["Only a voice note can be played."]})
+        if message.sender_id == user.pk:
+            return
+        _, created = VoicePlayed.objects.get_or_create(message=message, user=user)
+        if not created:
+            return
+        data = events.receipt_played(conversation_id=str(message.conversation_id), message_id=str(message.pk),
+                                     seq=message.seq, user_id=str(user.pk))
+        audience = [str(user.pk)]
+        sender = str(message.sender_id)
+        if user.read_receipts and not integrations.blocked_either_way(user_id=user.pk, other_ids=[sender]):
+            audience.append(sender)
+        stream_append([PendingEvent(u, events.RECEIPT_PLAYED, data) for u in audience])

@@ -13,6 +13,9 @@ urlpatterns = [
     path("conversations/<str:conversation_id>/read", apis.ConversationReadApi.as_view(), name="conversation-read"),
     path("conversations/<str:conversation_id>/messages", apis.ConversationMessagesApi.as_view(),
          name="conversation-messages"),
+    path("conversations/<str:conversation_id>/avatar", apis.ConversationAvatarApi.as_view(),
+         name="conversation-avatar"),
     path("messages/<str:message_id>", apis.MessageDetailApi.as_view(), name="message-detail"),
+    path("messages/<str:message_id>/played", apis.MessagePlayedApi.as_view(), name="message-played"),
     path("sync", apis.SyncApi.as_view(), name="sync"),
 ]
