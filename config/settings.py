@@ -418,24 +418,41 @@ ACCOUNT_DELETION_STEPS.append("notifications.services.push_forget_user")
 # MEDIA_ROOT by default, an S3-compatible bucket through django-storages when
 # MEDIA_S3_BUCKET is set.
 MEDIA_STORAGE_ALIAS = "default"
+
+
+def s3_storage(**overrides: object) -> dict:
+    """The STORAGES entry of an S3-compatible bucket (django-storages), from the environment.
+
+    Files past MEDIA_S3_MULTIPART_THRESHOLD go up as multipart uploads in parts of
+    MEDIA_S3_MULTIPART_CHUNK (boto3's transfer manager), so a 100 MiB video is never one PUT.
+    """
+    from boto3.s3.transfer import TransferConfig
+
+    options = {
+        "bucket_name": env_str("MEDIA_S3_BUCKET"),
+        "endpoint_url": env_str("MEDIA_S3_ENDPOINT_URL") or None,
+        "region_name": env_str("MEDIA_S3_REGION") or None,
+        "access_key": env_str("MEDIA_S3_ACCESS_KEY_ID") or None,
+        "secret_key": env_str("MEDIA_S3_SECRET_ACCESS_KEY") or None,
+        "location": env_str("MEDIA_S3_PREFIX"),
+        "default_acl": None,
+        "file_overwrite": False,
+        "querystring_auth": True,
+        "querystring_expire": env_int("MEDIA_SIGNED_URL_TTL", 300),
+        "signature_version": "s3v4",
+        "transfer_config": TransferConfig(
+            multipart_threshold=env_int("MEDIA_S3_MULTIPART_THRESHOLD", 8 * 1024 * 1024),
+            multipart_chunksize=env_int("MEDIA_S3_MULTIPART_CHUNK", 8 * 1024 * 1024),
+            use_threads=False,  # the caller is already a worker thread; parts go up one after another
+        ),
+    }
+    options.update(overrides)
+    return {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}
+
+
 if env_str("MEDIA_S3_BUCKET"):
     STORAGES = {
-        "default": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                "bucket_name": env_str("MEDIA_S3_BUCKET"),
-                "endpoint_url": env_str("MEDIA_S3_ENDPOINT_URL") or None,
-                "region_name": env_str("MEDIA_S3_REGION") or None,
-                "access_key": env_str("MEDIA_S3_ACCESS_KEY_ID") or None,
-                "secret_key": env_str("MEDIA_S3_SECRET_ACCESS_KEY") or None,
-                "location": env_str("MEDIA_S3_PREFIX"),
-                "default_acl": None,
-                "file_overwrite": False,
-                "querystring_auth": True,
-                "querystring_expire": env_int("MEDIA_SIGNED_URL_TTL", 300),
-                "signature_version": "s3v4",
-            },
-        },
+        "default": s3_storage(),
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
 # Per-kind size caps in bytes; an upload past the largest is cut off while streaming.
