@@ -355,6 +355,30 @@ def scenario_contacts(seeds: dict, args: argparse.Namespace, results: dict) -> N
     log(f"contacts: {cases}")
 
 
+def scenario_media_upload(seeds: dict, args: argparse.Namespace, results: dict) -> None:
+    """Upload throughput (MiB/s): the resumable tus path against one plain multipart POST."""
+    import tempfile
+
+    from bench import media_upload
+
+    with tempfile.TemporaryDirectory(prefix="bench-media-") as media_root:
+        os.environ["MEDIA_ROOT"] = media_root  # read by server_env() for the stack below
+        try:
+            with Stack(1, None, worker=False) as stack:
+                results["media_upload"] = media_upload.measure(
+                    stack.http[0], mib=args.media_mib, runs=args.media_runs,
+                    phone=f"+1555{int(time.time()) % 10_000_000:07d}")
+        finally:
+            os.environ.pop("MEDIA_ROOT", None)
+    figures = results["media_upload"]
+    log("media upload (MiB/s): plain POST {:.0f}, tus one PATCH {:.0f}, tus 8 MiB PATCHes {:.0f}".format(
+        figures["plain_post"]["mib_per_s"], figures["tus_one_patch"]["mib_per_s"],
+        figures["tus_8mib_patches"]["mib_per_s"]))
+
+
+# Scenarios that need none of bench/seed.py's users (so `--only` them skips seeding).
+UNSEEDED = {"media_upload"}
+
 SCENARIOS = {
     "throughput": scenario_throughput,
     "latency": scenario_latency,
@@ -363,6 +387,7 @@ SCENARIOS = {
     "catchup": scenario_catchup,
     "signup": scenario_signup,
     "contacts": scenario_contacts,
+    "media_upload": scenario_media_upload,
 }
 
 
@@ -405,6 +430,10 @@ def table(results: dict) -> str:
     for case, figures in contacts.items():
         add(f"6. contacts: {case} p50 (ms)", figures["p50_ms"], None, "< 100", "{:.1f}")
     add("7. signups (OTP request + verify per s)", get("signup", "per_s"), None, ">= 200")
+    add("8. upload MiB/s: tus, one PATCH (vs one plain POST)", get("media_upload", "tus_one_patch", "mib_per_s"),
+        get("media_upload", "plain_post", "mib_per_s"), "(reported)")
+    add("8. upload MiB/s: tus, 8 MiB PATCHes (vs plain POST)", get("media_upload", "tus_8mib_patches", "mib_per_s"),
+        get("media_upload", "plain_post", "mib_per_s"), "(reported)")
     widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
     lines = [" | ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "-+-".join("-" * width for width in widths))
@@ -475,10 +504,13 @@ def main() -> None:
     parser.add_argument("--catchup", type=int, default=10000)
     parser.add_argument("--contacts-users", type=int, default=1_000_000)
     parser.add_argument("--contacts-runs", type=int, default=10)
+    parser.add_argument("--media-mib", type=int, default=64, help="size of the file the upload scenario sends")
+    parser.add_argument("--media-runs", type=int, default=3)
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.latency_seconds, args.signup_seconds = 5, 3, 3
         args.idle, args.catchup, args.contacts_users, args.contacts_runs = 500, 2000, 20000, 3
+        args.media_mib, args.media_runs = 16, 1
     started = time.monotonic()
     RESULTS.mkdir(parents=True, exist_ok=True)
     raise_fd_limit()
@@ -487,10 +519,12 @@ def main() -> None:
     flush_redis()
     env = server_env()
     run_checked([PY, "manage.py", "migrate", "--noinput", "-v", "0"], env=env)
-    seeds = json.loads(run_checked(
-        [PY, "bench/seed.py", "--pairs", str(args.pairs), "--idle", str(args.idle), "--group", str(args.group),
-         "--catchup", str(args.catchup)], env={**env, "LOG_LEVEL": "ERROR"}, timeout=600,
-    ).strip().splitlines()[-1])
+    seeds: dict[str, Any] = {}
+    if set(args.only.split(",")) - UNSEEDED:
+        seeds = json.loads(run_checked(
+            [PY, "bench/seed.py", "--pairs", str(args.pairs), "--idle", str(args.idle), "--group", str(args.group),
+             "--catchup", str(args.catchup)], env={**env, "LOG_LEVEL": "ERROR"}, timeout=600,
+        ).strip().splitlines()[-1])
     flush_redis()
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
