@@ -19,9 +19,17 @@ from typing import Any
 import orjson
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.urls import reverse
 
-from core.errors import ApplicationError, PayloadTooLarge, Unauthenticated, UnsupportedMediaType, error_body
+from core.errors import (
+    ApplicationError,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Unauthenticated,
+    UnsupportedMediaType,
+    error_body,
+)
 from media.uploads import MULTIPART_OVERHEAD, largest_cap
 
 Scope = dict[str, Any]
@@ -156,6 +164,11 @@ class ResumablePatch:
             await self._patch(match["upload_id"], scope, receive, send)
         except ApplicationError as error:
             await _send_error(send, error)
+        except (OperationalError, InterfaceError):
+            # What core.middleware.DatabaseUnavailableMiddleware answers for Django's views.
+            logger.warning("Database unavailable during a resumable PATCH")
+            await _send_error(send, ServiceUnavailable("The database is unavailable; retry shortly.",
+                                                       details={"check": "database"}, retry_after=2))
 
     async def _patch(self, upload_id: str, scope: Scope, receive: Receive, send: Send) -> None:
         from accounts.authentication import bearer_token_from_header
