@@ -363,6 +363,27 @@ def scenario_redpackets(seeds: dict, args: argparse.Namespace, results: dict) ->
     redpackets.scenario(seeds, args, results)
 
 
+def scenario_media_upload(seeds: dict, args: argparse.Namespace, results: dict) -> None:
+    """Upload throughput (MiB/s): the resumable tus path against one plain multipart POST."""
+    import tempfile
+
+    from bench import media_upload
+
+    with tempfile.TemporaryDirectory(prefix="bench-media-") as media_root:
+        os.environ["MEDIA_ROOT"] = media_root  # read by server_env() for the stack below
+        try:
+            with Stack(1, None, worker=False) as stack:
+                results["media_upload"] = media_upload.measure(
+                    stack.http[0], mib=args.media_mib, runs=args.media_runs,
+                    phone=f"+1555{int(time.time()) % 10_000_000:07d}")
+        finally:
+            os.environ.pop("MEDIA_ROOT", None)
+    figures = results["media_upload"]
+    log("media upload (MiB/s): plain POST {:.0f}, tus one PATCH {:.0f}, tus 8 MiB PATCHes {:.0f}".format(
+        figures["plain_post"]["mib_per_s"], figures["tus_one_patch"]["mib_per_s"],
+        figures["tus_8mib_patches"]["mib_per_s"]))
+
+
 SCENARIOS = {
     "throughput": scenario_throughput,
     "latency": scenario_latency,
@@ -372,9 +393,11 @@ SCENARIOS = {
     "signup": scenario_signup,
     "contacts": scenario_contacts,
     "redpackets": scenario_redpackets,
+    "media_upload": scenario_media_upload,
 }
-# Scenarios that seed their own data: run alone, they skip the shared seeding.
-SELF_SEEDED = {"contacts", "redpackets"}
+# Scenarios that need none of bench/seed.py's users (they seed their own, or nothing):
+# run alone, they skip the shared seeding.
+UNSEEDED = {"contacts", "redpackets", "media_upload"}
 
 
 # --- Report -------------------------------------------------------------------------------------
@@ -419,6 +442,10 @@ def table(results: dict) -> str:
     add("8. red packet: 100 shares, 1,000 claimants, empty after (ms)", get("redpackets", "empty_ms"), None,
         "(reported)")
     add("8. red packet: successful claims per s", get("redpackets", "claims_per_s"), None, "(reported)")
+    add("8. upload MiB/s: tus, one PATCH (vs one plain POST)", get("media_upload", "tus_one_patch", "mib_per_s"),
+        get("media_upload", "plain_post", "mib_per_s"), "(reported)")
+    add("8. upload MiB/s: tus, 8 MiB PATCHes (vs plain POST)", get("media_upload", "tus_8mib_patches", "mib_per_s"),
+        get("media_upload", "plain_post", "mib_per_s"), "(reported)")
     widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
     lines = [" | ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "-+-".join("-" * width for width in widths))
@@ -492,11 +519,14 @@ def main() -> None:
     parser.add_argument("--rp-members", type=int, default=1000, help="red packets: claimants pressing at once")
     parser.add_argument("--rp-shares", type=int, default=100)
     parser.add_argument("--rp-rounds", type=int, default=3)
+    parser.add_argument("--media-mib", type=int, default=64, help="size of the file the upload scenario sends")
+    parser.add_argument("--media-runs", type=int, default=3)
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.latency_seconds, args.signup_seconds = 5, 3, 3
         args.idle, args.catchup, args.contacts_users, args.contacts_runs = 500, 2000, 20000, 3
         args.rp_rounds = 1
+        args.media_mib, args.media_runs = 16, 1
     started = time.monotonic()
     RESULTS.mkdir(parents=True, exist_ok=True)
     raise_fd_limit()
@@ -506,7 +536,7 @@ def main() -> None:
     env = server_env()
     run_checked([PY, "manage.py", "migrate", "--noinput", "-v", "0"], env=env)
     seeds: dict[str, Any] = {}
-    if not set(args.only.split(",")) <= SELF_SEEDED:
+    if set(args.only.split(",")) - UNSEEDED:
         seeds = json.loads(run_checked(
             [PY, "bench/seed.py", "--pairs", str(args.pairs), "--idle", str(args.idle), "--group", str(args.group),
              "--catchup", str(args.catchup)], env={**env, "LOG_LEVEL": "ERROR"}, timeout=600,

@@ -456,24 +456,41 @@ ACCOUNT_DELETION_STEPS.append("notifications.services.push_forget_user")
 # MEDIA_ROOT by default, an S3-compatible bucket through django-storages when
 # MEDIA_S3_BUCKET is set.
 MEDIA_STORAGE_ALIAS = "default"
+
+
+def s3_storage(**overrides: object) -> dict:
+    """The STORAGES entry of an S3-compatible bucket (django-storages), from the environment.
+
+    Files past MEDIA_S3_MULTIPART_THRESHOLD go up as multipart uploads in parts of
+    MEDIA_S3_MULTIPART_CHUNK (boto3's transfer manager), so a 100 MiB video is never one PUT.
+    """
+    from boto3.s3.transfer import TransferConfig
+
+    options = {
+        "bucket_name": env_str("MEDIA_S3_BUCKET"),
+        "endpoint_url": env_str("MEDIA_S3_ENDPOINT_URL") or None,
+        "region_name": env_str("MEDIA_S3_REGION") or None,
+        "access_key": env_str("MEDIA_S3_ACCESS_KEY_ID") or None,
+        "secret_key": env_str("MEDIA_S3_SECRET_ACCESS_KEY") or None,
+        "location": env_str("MEDIA_S3_PREFIX"),
+        "default_acl": None,
+        "file_overwrite": False,
+        "querystring_auth": True,
+        "querystring_expire": env_int("MEDIA_SIGNED_URL_TTL", 300),
+        "signature_version": "s3v4",
+        "transfer_config": TransferConfig(
+            multipart_threshold=env_int("MEDIA_S3_MULTIPART_THRESHOLD", 8 * 1024 * 1024),
+            multipart_chunksize=env_int("MEDIA_S3_MULTIPART_CHUNK", 8 * 1024 * 1024),
+            use_threads=False,  # the caller is already a worker thread; parts go up one after another
+        ),
+    }
+    options.update(overrides)
+    return {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}
+
+
 if env_str("MEDIA_S3_BUCKET"):
     STORAGES = {
-        "default": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                "bucket_name": env_str("MEDIA_S3_BUCKET"),
-                "endpoint_url": env_str("MEDIA_S3_ENDPOINT_URL") or None,
-                "region_name": env_str("MEDIA_S3_REGION") or None,
-                "access_key": env_str("MEDIA_S3_ACCESS_KEY_ID") or None,
-                "secret_key": env_str("MEDIA_S3_SECRET_ACCESS_KEY") or None,
-                "location": env_str("MEDIA_S3_PREFIX"),
-                "default_acl": None,
-                "file_overwrite": False,
-                "querystring_auth": True,
-                "querystring_expire": env_int("MEDIA_SIGNED_URL_TTL", 300),
-                "signature_version": "s3v4",
-            },
-        },
+        "default": s3_storage(),
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
 # Per-kind size caps in bytes; an upload past the largest is cut off while streaming.
@@ -487,6 +504,19 @@ MEDIA_MAX_SIZE = {
 MEDIA_IMAGE_MAX_PIXELS = env_int("MEDIA_IMAGE_MAX_PIXELS", 50_000_000)
 MEDIA_IMAGE_MAX_FRAMES = env_int("MEDIA_IMAGE_MAX_FRAMES", 300)
 MEDIA_THUMBNAIL_SIZE = env_int("MEDIA_THUMBNAIL_SIZE", 320)
+# Voice notes and videos longer than this are refused (400), whatever their size.
+VOICE_MAX_SECONDS = env_int("VOICE_MAX_SECONDS", 300)
+VIDEO_MAX_SECONDS = env_int("VIDEO_MAX_SECONDS", 600)
+# FFmpeg (PyAV) runs on uploads in a child process bounded by these (media/avprocess.py).
+MEDIA_AV_MEMORY_MB = env_int("MEDIA_AV_MEMORY_MB", 1024)
+MEDIA_AV_CPU_SECONDS = env_int("MEDIA_AV_CPU_SECONDS", 60)
+MEDIA_AV_TIMEOUT_SECONDS = env_int("MEDIA_AV_TIMEOUT_SECONDS", 120)
+# Voice-note waveform: how many levels the waveform task computes.
+MEDIA_WAVEFORM_LEVELS = env_int("MEDIA_WAVEFORM_LEVELS", 64)
+# Off by default: re-encoding costs about real time per minute of 720p video on one core.
+MEDIA_VIDEO_TRANSCODE = env_bool("MEDIA_VIDEO_TRANSCODE", False)
+MEDIA_TRANSCODE_MAX_SIDE = env_int("MEDIA_TRANSCODE_MAX_SIDE", 1280)
+MEDIA_TRANSCODE_CPU_SECONDS = env_int("MEDIA_TRANSCODE_CPU_SECONDS", 1800)
 # Who besides the uploader may read an attachment: dotted path called as
 # check(user_id=..., attachment_id=...) -> bool. Empty: the uploader only.
 MEDIA_ACCESS_CHECK = "messaging.selectors.user_can_see_attachment"
@@ -500,6 +530,30 @@ MEDIA_SIGNED_URL_TTL = env_int("MEDIA_SIGNED_URL_TTL", 300)
 CELERY_BEAT_SCHEDULE["media.delete_unreferenced"] = {
     "task": "media.delete_unreferenced",
     "schedule": timedelta(hours=1),
+}
+# Resumable uploads (tus 1.0, /api/v1/uploads): an unfinished upload expires this long after
+# its last byte arrived; the beat sweep deletes it and its pieces.
+MEDIA_RESUMABLE_TTL = timedelta(seconds=env_int("MEDIA_RESUMABLE_TTL", 24 * 3600))
+# Per user: unfinished uploads at once, and their declared bytes together.
+MEDIA_RESUMABLE_MAX_IN_FLIGHT = env_int("MEDIA_RESUMABLE_MAX_IN_FLIGHT", 20)
+MEDIA_RESUMABLE_MAX_BYTES_IN_FLIGHT = env_int("MEDIA_RESUMABLE_MAX_BYTES_IN_FLIGHT", 1024 * 1024 * 1024)
+# Bytes of a PATCH buffered on local disk before they are stored as a piece (and acknowledged
+# by the offset): a server that dies mid-request loses at most this much.
+MEDIA_RESUMABLE_PIECE_BYTES = env_int("MEDIA_RESUMABLE_PIECE_BYTES", 8 * 1024 * 1024)
+# A stored piece smaller than this is merged with the next one, so a flaky network that
+# delivers a few KiB per connection does not leave thousands of objects.
+MEDIA_RESUMABLE_MERGE_BELOW = env_int("MEDIA_RESUMABLE_MERGE_BELOW", 1024 * 1024)
+# A finisher silent for this long is presumed dead; the sweep finishes the upload instead.
+MEDIA_RESUMABLE_FINISH_TIMEOUT = timedelta(seconds=env_int("MEDIA_RESUMABLE_FINISH_TIMEOUT", 600))
+# Avatars (PUT /me/avatar, PUT /conversations/{id}/avatar): square crops, in pixels per side.
+MEDIA_AVATAR_SIZES = {"large": env_int("MEDIA_AVATAR_LARGE", 640), "small": env_int("MEDIA_AVATAR_SMALL", 160)}
+MEDIA_AVATAR_LIMIT = (env_int("MEDIA_AVATAR_LIMIT_PER_HOUR", 20), 3600)
+# Who may load a group's avatar: dotted path called as check(user_id=..., conversation_id=...) -> bool.
+MEDIA_AVATAR_ACCESS_CHECK = "messaging.selectors.user_can_see_conversation_avatar"
+ACCOUNT_DELETION_STEPS.append("media.services.avatars_user_deleted")
+CELERY_BEAT_SCHEDULE["media.resumable_sweep"] = {
+    "task": "media.resumable_sweep",
+    "schedule": timedelta(minutes=5),
 }
 
 # --- Calls ---------------------------------------------------------------------------

@@ -2,22 +2,28 @@
 
 Images are decoded in full and re-encoded, so what is stored and served is
 fresh encoder output: only pixels survive (no EXIF/GPS, no comments, no
-appended payloads of a polyglot). Voice and video are parsed as containers
-to read `duration_ms` (and a video's size); they are stored as uploaded.
+appended payloads of a polyglot). Voice and video go through FFmpeg's
+libraries (PyAV) in a child process with limits (`media.avprocess`): every
+packet is demuxed (the duration comes from the packets), the first frames
+are decoded, and the packets are remuxed into a fresh container without any
+metadata, which is what is stored.
 """
 
 from __future__ import annotations
 
-import struct
+import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from django.conf import settings
 from PIL import Image, ImageOps, ImageSequence
 
 from core.errors import UnsupportedMediaType, ValidationFailed
+from media import avprocess
 from media.sniff import Sniffed
 
 try:  # HEIC/HEIF decoding (iPhone photos); see docs/media.md.
@@ -48,8 +54,10 @@ class Probed:
     width: int | None = None
     height: int | None = None
     duration_ms: int | None = None
-    # The bytes to store instead of the upload (re-encoded images); None keeps the upload.
+    # The bytes to store instead of the upload (re-encoded images, remuxed recordings); None keeps the upload.
     replacement: IO[bytes] | None = None
+    # Voice and video: container, codecs and rotation, for the tasks that follow (waveform, transcoding).
+    media_info: dict[str, Any] = field(default_factory=dict)
 
 
 def invalid(message: str) -> ValidationFailed:
@@ -59,8 +67,8 @@ def invalid(message: str) -> ValidationFailed:
 # --- Images ---------------------------------------------------------------------------
 
 
-def probe_image(fileobj: IO[bytes], sniffed: Sniffed) -> Probed:
-    """Decode fully (bounded by MEDIA_IMAGE_MAX_PIXELS), strip, re-encode."""
+def decode_image(fileobj: IO[bytes], sniffed: Sniffed) -> list[Image.Image]:
+    """Every frame, decoded in full (bounded by MEDIA_IMAGE_MAX_PIXELS), EXIF orientation applied."""
     max_pixels = settings.MEDIA_IMAGE_MAX_PIXELS
     plugin = _PIL_FORMATS[sniffed.format]
     try:
@@ -74,7 +82,7 @@ def probe_image(fileobj: IO[bytes], sniffed: Sniffed) -> Probed:
             fileobj.seek(0)
             with Image.open(fileobj, formats=[plugin]) as image:
                 _check_dimensions(image.width, image.height, max_pixels)
-                frames = _decode_frames(image)
+                return _decode_frames(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise invalid("The image has too many pixels.") from exc
     except ValidationFailed:
@@ -82,6 +90,10 @@ def probe_image(fileobj: IO[bytes], sniffed: Sniffed) -> Probed:
     except Exception as exc:  # a decoder fed hostile bytes may raise anything: bad input
         raise invalid("The image is truncated or corrupt.") from exc
 
+
+def probe_image(fileobj: IO[bytes], sniffed: Sniffed) -> Probed:
+    """Decode fully (bounded by MEDIA_IMAGE_MAX_PIXELS), strip, re-encode."""
+    frames = decode_image(fileobj, sniffed)
     out_format, content_type = _OUTPUT[sniffed.format]
     output = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller, which closes it
     try:
@@ -138,6 +150,28 @@ def _encode(frames: list[Image.Image], output: IO[bytes], out_format: str) -> No
     first.save(output, format=out_format, **params)
 
 
+def avatar_encode(fileobj: IO[bytes], sniffed: Sniffed, *, sizes: dict[str, int]) -> dict[str, IO[bytes]]:
+    """Square centre crops of the (first frame of the) image, one WebP per size; only pixels survive."""
+    frame = decode_image(fileobj, sniffed)[0]
+    frame = frame.convert("RGBA" if frame.mode in ("RGBA", "LA", "P") else "RGB")
+    side = min(frame.size)
+    left, top = (frame.width - side) // 2, (frame.height - side) // 2
+    square = frame.crop((left, top, left + side, top + side))
+    outputs: dict[str, IO[bytes]] = {}
+    try:
+        for name, pixels in sizes.items():
+            output = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller, which closes it
+            outputs[name] = output
+            square.resize((min(pixels, side), min(pixels, side)), Image.Resampling.LANCZOS).save(
+                output, format="WEBP", quality=85)
+            output.seek(0)
+    except Exception as exc:
+        for output in outputs.values():
+            output.close()
+        raise invalid("The image could not be processed.") from exc
+    return outputs
+
+
 def thumbnail_encode(fileobj: IO[bytes], output: IO[bytes], *, max_side: int) -> tuple[int, int]:
     """A WebP of at most max_side per side from a stored (already clean) image."""
     with Image.open(fileobj) as image:
@@ -150,108 +184,86 @@ def thumbnail_encode(fileobj: IO[bytes], output: IO[bytes], *, max_side: int) ->
 
 # --- Voice and video ------------------------------------------------------------------
 
+# The stored content type of each container, by kind.
+_AV_TYPES = {
+    ("mp4", "video"): "video/mp4", ("mp4", "voice"): "audio/mp4",
+    ("mov", "video"): "video/quicktime", ("mov", "voice"): "audio/mp4",
+    ("webm", "video"): "video/webm", ("webm", "voice"): "audio/webm",
+    ("opus", "voice"): "audio/ogg", ("vorbis", "voice"): "audio/ogg",
+    ("amr", "voice"): "audio/amr", ("amr-wb", "voice"): "audio/amr-wb",
+    ("mp3", "voice"): "audio/mpeg", ("aac", "voice"): "audio/aac", ("wav", "voice"): "audio/wav",
+}
+_AV_REFUSALS = {
+    "corrupt": "The recording is truncated or corrupt.",
+    "no_streams": "The file has no audio or video track.",
+    "no_duration": "The recording has no duration.",
+    "lying_header": "The recording's header claims a duration its content does not have.",
+    "too_complex": "The recording could not be processed within the server's limits.",
+}
+
+
+def av_limits() -> dict[str, int]:
+    return {"voice": settings.VOICE_MAX_SECONDS, "video": settings.VIDEO_MAX_SECONDS}
+
+
+@contextmanager
+def local_path(fileobj: IO[bytes]) -> Iterator[str]:
+    """A path FFmpeg can open: the upload's own temporary file, or a copy of the bytes."""
+    path = getattr(fileobj, "temporary_file_path", None)
+    if callable(path):
+        yield path()
+        return
+    with tempfile.NamedTemporaryFile(suffix=".media") as copy:
+        fileobj.seek(0)
+        shutil.copyfileobj(fileobj, copy, 1024 * 1024)
+        copy.flush()
+        yield copy.name
+
 
 def probe_av(fileobj: IO[bytes], sniffed: Sniffed) -> Probed:
-    """Parse the container; the duration comes from it, never from the client."""
-    fileobj.seek(0)
+    """Demux and check with FFmpeg (in a child process), and keep a copy without metadata.
+
+    The duration comes from the packets, never from the header or the client;
+    what is stored is the remuxed copy (same codecs, same format, no tags).
+    """
+    size = _size_of(fileobj)
+    output = tempfile.NamedTemporaryFile(suffix=".media")  # noqa: SIM115 - handed to the caller, which closes it
     try:
-        if sniffed.format == "mp4":
-            return _probe_mp4(fileobj, sniffed)
-        if sniffed.format in ("amr", "amr-wb"):
-            seconds = _amr_duration(fileobj, wideband=sniffed.format == "amr-wb")
-        else:
-            seconds = _mutagen_duration(fileobj, sniffed.format)
-    except ValidationFailed:
+        with local_path(fileobj) as path:
+            facts = avprocess.run("inspect", {"src": path, "dst": output.name, "format": sniffed.format,
+                                              "max_seconds": av_limits()},
+                                  output_bytes=2 * size + 1024 * 1024)
+    except avprocess.AvRefused as refused:
+        output.close()
+        raise _av_refusal(refused) from refused
+    except BaseException:
+        output.close()
         raise
-    except Exception as exc:  # a parser fed hostile bytes may raise anything: bad input
-        raise invalid("The recording is truncated or corrupt.") from exc
-    return Probed("voice", sniffed.content_type, duration_ms=_to_ms(seconds))
+    output.seek(0)
+    kind = facts["kind"]
+    container = facts["container"]
+    return Probed(kind, _AV_TYPES[(container, kind)], width=facts["width"], height=facts["height"],
+                  duration_ms=facts["duration_ms"], replacement=output,
+                  media_info={key: facts[key] for key in ("container", "video_codec", "audio_codec", "rotation")})
 
 
-def _to_ms(seconds: float) -> int:
-    if not seconds or seconds <= 0:
-        raise invalid("The recording has no duration.")
-    return round(seconds * 1000)
+def _size_of(fileobj: IO[bytes]) -> int:
+    size = getattr(fileobj, "size", None)
+    if isinstance(size, int):
+        return size
+    fileobj.seek(0, 2)
+    end = fileobj.tell()
+    fileobj.seek(0)
+    return end
 
 
-def _mutagen_duration(fileobj: IO[bytes], fmt: str) -> float:
-    from mutagen.aac import AAC
-    from mutagen.mp3 import MP3
-    from mutagen.oggopus import OggOpus
-    from mutagen.oggvorbis import OggVorbis
-    from mutagen.wave import WAVE
-
-    parser = {"wav": WAVE, "opus": OggOpus, "vorbis": OggVorbis, "mp3": MP3, "aac": AAC}[fmt]
-    return float(parser(fileobj).info.length)
-
-
-# AMR frame payload sizes by frame type (RFC 4867 section 5.3); 20 ms per frame.
-_AMR_NB_SIZES = [12, 13, 15, 17, 19, 20, 26, 31, 5, 6, 5, 5, 0, 0, 0, 0]
-_AMR_WB_SIZES = [17, 23, 32, 36, 40, 46, 50, 58, 60, 5, 0, 0, 0, 0, 0, 0]
-
-
-def _amr_duration(fileobj: IO[bytes], *, wideband: bool) -> float:
-    magic = b"#!AMR-WB\n" if wideband else b"#!AMR\n"
-    sizes = _AMR_WB_SIZES if wideband else _AMR_NB_SIZES
-    data = fileobj.read()
-    position, frames = len(magic), 0
-    while position < len(data):
-        header = data[position]
-        frame_type = (header >> 3) & 0x0F
-        if header & 0x83 or (sizes[frame_type] == 0 and frame_type < 14):
-            raise invalid("The recording is truncated or corrupt.")
-        position += 1 + sizes[frame_type]
-        frames += 1
-    if position != len(data):
-        raise invalid("The recording is truncated or corrupt.")
-    return frames * 0.02
-
-
-def _probe_mp4(fileobj: IO[bytes], sniffed: Sniffed) -> Probed:
-    from mutagen.mp4 import Atoms
-
-    atoms = Atoms(fileobj)
-    moov = atoms[b"moov",]
-    duration = _mvhd_seconds(moov[b"mvhd",], fileobj)
-    video_size: tuple[int, int] | None = None
-    has_sound = False
-    for trak in moov.findall(b"trak"):
-        ok, hdlr = trak[b"mdia", b"hdlr"].read(fileobj)
-        handler = hdlr[8:12] if ok else b""
-        if handler == b"soun":
-            has_sound = True
-        elif handler == b"vide" and video_size is None:
-            video_size = _tkhd_size(trak[b"tkhd",], fileobj)
-    if video_size is not None:
-        width, height = video_size
-        return Probed("video", sniffed.content_type, width=width or None, height=height or None,
-                      duration_ms=_to_ms(duration))
-    if has_sound:
-        return Probed("voice", "audio/mp4", duration_ms=_to_ms(duration))
-    raise invalid("The file has no audio or video track.")
-
-
-def _mvhd_seconds(atom: Any, fileobj: IO[bytes]) -> float:
-    ok, data = atom.read(fileobj)
-    if not ok:
-        raise invalid("The recording is truncated or corrupt.")
-    version = data[0]
-    if version == 1:
-        timescale, duration = struct.unpack(">IQ", data[20:32])
-    else:
-        timescale, duration = struct.unpack(">II", data[12:20])
-    if not timescale:
-        raise invalid("The recording is truncated or corrupt.")
-    return duration / timescale
-
-
-def _tkhd_size(atom: Any, fileobj: IO[bytes]) -> tuple[int, int]:
-    ok, data = atom.read(fileobj)
-    if not ok:
-        raise invalid("The recording is truncated or corrupt.")
-    offset = 88 if data[0] == 1 else 76
-    width, height = struct.unpack(">II", data[offset:offset + 8])
-    return width >> 16, height >> 16
+def _av_refusal(refused: avprocess.AvRefused) -> ValidationFailed:
+    if refused.reason == "too_long":
+        kind = refused.facts.get("kind", "voice")
+        limit = int(refused.facts.get("max_seconds") or 0)
+        noun = "voice note" if kind == "voice" else "video"
+        return invalid(f"The {noun} is longer than {limit} seconds.")
+    return invalid(_AV_REFUSALS.get(refused.reason, _AV_REFUSALS["corrupt"]))
 
 
 def refuse_kind(requested: str, actual: str) -> UnsupportedMediaType:

@@ -73,10 +73,13 @@ def _absolute(path: str, request: Request | None) -> str:
 
 
 def attachment_public(attachment: Attachment, *, request: Request | None = None) -> dict[str, Any]:
-    """The contract's Attachment shape (plus `name`); URLs absolute when a request is given."""
+    """The contract's Attachment shape (plus `name`, `waveform`, `compat_url`); URLs absolute when a
+    request is given."""
     content = reverse("attachment-content", kwargs={"attachment_id": attachment.pk})
     thumbnail = (reverse("attachment-thumbnail", kwargs={"attachment_id": attachment.pk})
                  if attachment.thumbnail_name else None)
+    compat = (reverse("attachment-compat", kwargs={"attachment_id": attachment.pk})
+              if attachment.compat_name else None)
     return {
         "id": str(attachment.pk),
         "kind": attachment.kind,
@@ -88,6 +91,8 @@ def attachment_public(attachment: Attachment, *, request: Request | None = None)
         "height": attachment.height,
         "duration_ms": attachment.duration_ms,
         "name": attachment.original_name,
+        "waveform": attachment.waveform,
+        "compat_url": _absolute(compat, request) if compat else None,
     }
 
 
@@ -124,3 +129,19 @@ def attachment_signed_viewer(*, attachment_id: Any, token: str) -> str:
         return str(user_get_active(user_id=claims.get("u")).pk)
     except NotFound as exc:  # the account was deleted since
         raise refused from exc
+
+
+def avatar_get_for_viewer(*, avatar_id: Any, user_id: Any) -> Any:
+    """An avatar the viewer may load: a user's picture is public to every signed-in user (as the
+    profile is); a group's only to whom MEDIA_AVATAR_ACCESS_CHECK allows. NotFound otherwise."""
+    from media.models import Avatar
+
+    pk = _as_uuid(avatar_id)
+    avatar = Avatar.objects.filter(pk=pk).first() if pk else None
+    if avatar is None:
+        raise NotFound()
+    if avatar.conversation_id is not None:
+        check = settings.MEDIA_AVATAR_ACCESS_CHECK
+        if not check or not import_string(check)(user_id=user_id, conversation_id=avatar.conversation_id):
+            raise NotFound()
+    return avatar

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
-from typing import IO
+from typing import IO, Any
 
 from django.conf import settings
 from django.core.files import File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
 from core import ratelimit
-from media import probe
-from media.models import Attachment, AttachmentKind
+from media import avprocess, probe
+from media.models import Attachment, AttachmentKind, Avatar
 from media.sniff import SNIFF_BYTES, sniff
 from media.storage import attachment_storage, new_storage_name
 from media.uploads import sanitize_original_name, too_large
@@ -35,6 +38,12 @@ def attachment_create(*, uploader: User, upload: UploadedFile, kind: str | None 
     Nothing is left in storage when anything is refused.
     """
     ratelimit.hit("media-upload", str(uploader.pk), settings.MEDIA_UPLOAD_LIMIT)
+    return attachment_create_from_file(uploader=uploader, upload=upload, kind=kind)
+
+
+def attachment_create_from_file(*, uploader: User, upload: UploadedFile, kind: str | None = None) -> Attachment:
+    """`attachment_create` without the upload rate limit: for bytes already counted when their
+    resumable upload was created. The same checks, probes and storage."""
     if not upload.size:
         raise probe.invalid("The file is empty.")
     probed = _probe(upload=upload, kind=kind)
@@ -53,8 +62,8 @@ def _probe(*, upload: UploadedFile, kind: str | None) -> probe.Probed:
         return probe.Probed(AttachmentKind.FILE, OPAQUE_CONTENT_TYPE)
     if sniffed is None:
         raise probe.refuse_kind(kind or "", "not a supported image, voice or video format")
-    # An MP4 container is voice or video by its tracks; any other format's kind is fixed by its magic.
-    container = sniffed.format == "mp4"
+    # An MP4 or WebM container is voice or video by its tracks; any other format's kind is fixed by its magic.
+    container = sniffed.format in ("mp4", "webm")
     if kind and kind != sniffed.kind and not (container and kind == AttachmentKind.VOICE):
         raise probe.refuse_kind(kind, sniffed.content_type)
     _check_size(kind or sniffed.kind, upload.size)
@@ -110,28 +119,78 @@ def _attachment_store(*, uploader: User, upload: UploadedFile, probed: probe.Pro
                 duration_ms=probed.duration_ms,
                 original_name=sanitize_original_name(upload.name),
                 sha256=sha256,
+                media_info=probed.media_info,
             )
-            if attachment.kind == AttachmentKind.IMAGE:
-                from media.tasks import make_thumbnail
-
-                attachment_id = str(attachment.pk)
-                transaction.on_commit(lambda: make_thumbnail.delay(attachment_id))
+            _enqueue_followups(attachment)
     except BaseException:
         storage.delete(stored_name)
         raise
     return attachment
 
 
+def _enqueue_followups(attachment: Attachment) -> None:
+    """After commit: thumbnails for images and videos, the waveform of a voice note, an optional transcode."""
+    from media import tasks
+
+    attachment_id = str(attachment.pk)
+    if attachment.kind in (AttachmentKind.IMAGE, AttachmentKind.VIDEO):
+        transaction.on_commit(lambda: tasks.make_thumbnail.delay(attachment_id))
+    if attachment.kind == AttachmentKind.VOICE:
+        transaction.on_commit(lambda: tasks.make_waveform.delay(attachment_id))
+    if attachment.kind == AttachmentKind.VIDEO and settings.MEDIA_VIDEO_TRANSCODE and not _plays_everywhere(attachment):
+        transaction.on_commit(lambda: tasks.transcode_video.delay(attachment_id))
+
+
+def _plays_everywhere(attachment: Attachment) -> bool:
+    info = attachment.media_info or {}
+    return (info.get("container") == "mp4" and info.get("video_codec") == "h264"
+            and info.get("audio_codec") in (None, "aac"))
+
+
+@contextmanager
+def _stored_path(name: str) -> Iterator[str]:
+    """A local path of a stored file for FFmpeg: the file itself, or a download of it (object storage)."""
+    storage = attachment_storage()
+    try:
+        yield storage.path(name)
+        return
+    except NotImplementedError:
+        pass
+    with storage.open(name, "rb") as stored, tempfile.NamedTemporaryFile(suffix=".media") as copy:
+        shutil.copyfileobj(stored, copy, 1024 * 1024)
+        copy.flush()
+        yield copy.name
+
+
+def _derived_name(attachment: Attachment, folder: str, suffix: str) -> str:
+    # Derived from the original's name, so a retry after a crash overwrites rather than leaks.
+    return f"{attachment.storage_name.replace('attachments/', f'{folder}/', 1)}{suffix}"
+
+
 def attachment_make_thumbnail(*, attachment_id: str) -> str | None:
-    """Idempotent: a second run finds the thumbnail made and does nothing."""
-    attachment = Attachment.objects.filter(pk=attachment_id, kind=AttachmentKind.IMAGE).first()
+    """Idempotent: a second run finds the thumbnail made and does nothing.
+
+    Images are scaled; videos get a poster frame decoded by FFmpeg (in a child process).
+    """
+    attachment = Attachment.objects.filter(
+        pk=attachment_id, kind__in=[AttachmentKind.IMAGE, AttachmentKind.VIDEO]).first()
     if attachment is None or attachment.thumbnail_name:
         return attachment.thumbnail_name if attachment else None
     storage = attachment_storage()
-    # A name derived from the original, so a retry after a crash overwrites rather than leaks.
-    name = f"{attachment.storage_name.replace('attachments/', 'thumbnails/', 1)}.webp"
-    with storage.open(attachment.storage_name, "rb") as original, tempfile.TemporaryFile() as output:
-        probe.thumbnail_encode(original, output, max_side=settings.MEDIA_THUMBNAIL_SIZE)
+    name = _derived_name(attachment, "thumbnails", ".webp")
+    with tempfile.NamedTemporaryFile(suffix=".webp") as output:
+        if attachment.kind == AttachmentKind.IMAGE:
+            with storage.open(attachment.storage_name, "rb") as original:
+                probe.thumbnail_encode(original, output, max_side=settings.MEDIA_THUMBNAIL_SIZE)
+        else:
+            try:
+                with _stored_path(attachment.storage_name) as path:
+                    avprocess.run("poster", {"src": path, "dst": output.name, "max_side": settings.MEDIA_THUMBNAIL_SIZE,
+                                             "format": _demux_format(attachment)}, output_bytes=16 * 1024 * 1024)
+            except avprocess.AvRefused as refused:
+                # The stored copy was checked at upload: a refusal now is a poster that cannot be made.
+                logger.warning("No poster frame for video %s: %s", attachment_id, refused.reason)
+                return None
         output.seek(0)
         storage.delete(name)
         stored = storage.save(name, File(output))
@@ -142,6 +201,78 @@ def attachment_make_thumbnail(*, attachment_id: str) -> str | None:
             storage.delete(stored)
         return current
     return stored
+
+
+def _demux_format(attachment: Attachment) -> str:
+    """The sniffed format name of a stored recording (what avtool's demuxer table is keyed by)."""
+    container = (attachment.media_info or {}).get("container")
+    if container in ("mp4", "mov"):
+        return "mp4"
+    if container:
+        return container
+    return sniff(_head(attachment.storage_name)).format  # type: ignore[union-attr]
+
+
+def _head(name: str) -> bytes:
+    with attachment_storage().open(name, "rb") as stored:
+        return stored.read(SNIFF_BYTES)
+
+
+def attachment_make_waveform(*, attachment_id: str) -> list[int] | None:
+    """The voice note's peak levels (MEDIA_WAVEFORM_LEVELS of them, 0..100); idempotent."""
+    attachment = Attachment.objects.filter(pk=attachment_id, kind=AttachmentKind.VOICE).first()
+    if attachment is None or attachment.waveform is not None:
+        return attachment.waveform if attachment else None
+    try:
+        with _stored_path(attachment.storage_name) as path:
+            answer = avprocess.run("waveform", {"src": path, "format": _demux_format(attachment),
+                                                "levels": settings.MEDIA_WAVEFORM_LEVELS}, output_bytes=0)
+    except avprocess.AvRefused as refused:
+        logger.warning("No waveform for voice note %s: %s", attachment_id, refused.reason)
+        return None
+    levels = [int(level) for level in answer["levels"]]
+    Attachment.objects.filter(pk=attachment_id, waveform__isnull=True).update(waveform=levels)
+    return levels
+
+
+def attachment_transcode(*, attachment_id: str) -> str | None:
+    """An H.264/AAC MP4 rendition of a video (MEDIA_VIDEO_TRANSCODE); idempotent."""
+    attachment = Attachment.objects.filter(pk=attachment_id, kind=AttachmentKind.VIDEO).first()
+    if attachment is None or attachment.compat_name:
+        return attachment.compat_name if attachment else None
+    storage = attachment_storage()
+    name = _derived_name(attachment, "renditions", ".mp4")
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as output:
+        try:
+            with _stored_path(attachment.storage_name) as path:
+                avprocess.run("transcode", {"src": path, "dst": output.name, "format": _demux_format(attachment),
+                                            "max_side": settings.MEDIA_TRANSCODE_MAX_SIDE},
+                              output_bytes=4 * attachment.size + 64 * 1024 * 1024,
+                              cpu_seconds=settings.MEDIA_TRANSCODE_CPU_SECONDS,
+                              timeout=settings.MEDIA_TRANSCODE_CPU_SECONDS * 2)
+        except avprocess.AvRefused as refused:
+            logger.warning("Video %s could not be transcoded: %s", attachment_id, refused.reason)
+            return None
+        output.seek(0)
+        storage.delete(name)
+        stored = storage.save(name, File(output))
+    if not Attachment.objects.filter(pk=attachment_id, compat_name="").update(compat_name=stored):
+        current = Attachment.objects.filter(pk=attachment_id).values_list("compat_name", flat=True).first()
+        if current != stored:
+            storage.delete(stored)
+        return current
+    return stored
+
+
+def attachment_delete(*, attachment_id: object) -> None:
+    """Delete an attachment and its files (a surplus copy; messaging never calls this)."""
+    row = Attachment.objects.filter(pk=attachment_id).values_list("storage_name", "thumbnail_name",
+                                                                   "compat_name").first()
+    if row is None:
+        return
+    with transaction.atomic():
+        Attachment.objects.filter(pk=attachment_id).delete()
+        transaction.on_commit(lambda: _delete_files(name for name in row if name))
 
 
 def attachment_mark_used(*, attachment_id: str) -> None:
@@ -166,12 +297,12 @@ def attachments_delete_unreferenced(*, now: datetime | None = None, batch_size: 
                 Attachment.objects.select_for_update(skip_locked=True)
                 .filter(used_at__isnull=True, created_at__lt=cutoff)
                 .order_by("created_at")
-                .values_list("pk", "storage_name", "thumbnail_name")[:batch_size]
+                .values_list("pk", "storage_name", "thumbnail_name", "compat_name")[:batch_size]
             )
             if not rows:
                 break
-            _delete_files(name for _, storage_name, thumb in rows for name in (storage_name, thumb) if name)
-            Attachment.objects.filter(pk__in=[pk for pk, _, _ in rows]).delete()
+            _delete_files(name for _, *names in rows for name in names if name)
+            Attachment.objects.filter(pk__in=[row[0] for row in rows]).delete()
         deleted += len(rows)
         if len(rows) < batch_size:
             break
@@ -184,3 +315,94 @@ def _delete_files(names: Iterable[str]) -> None:
     storage = attachment_storage()
     for name in names:
         storage.delete(name)
+
+
+# --- Avatars -------------------------------------------------------------------------------
+
+
+def _avatar_files_store(*, upload: UploadedFile) -> dict[str, str]:
+    """Check the upload is an image (bounded like attachments), crop, store each size; storage names."""
+    upload.seek(0)
+    sniffed = sniff(upload.read(SNIFF_BYTES))
+    if sniffed is None or sniffed.kind != AttachmentKind.IMAGE:
+        raise probe.refuse_kind(AttachmentKind.IMAGE, sniffed.content_type if sniffed else "not an image")
+    _check_size(AttachmentKind.IMAGE, upload.size)
+    encoded = probe.avatar_encode(upload, sniffed, sizes=settings.MEDIA_AVATAR_SIZES)
+    storage = attachment_storage()
+    base = new_storage_name(folder="avatars")
+    stored: dict[str, str] = {}
+    try:
+        for name, output in encoded.items():
+            stored[name] = storage.save(f"{base}-{name}.webp", File(output))
+    except BaseException:
+        _delete_files(stored.values())
+        raise
+    finally:
+        for output in encoded.values():
+            output.close()
+    return stored
+
+
+def avatar_url(avatar: Avatar) -> str:
+    """A path on this server; a new picture gets a new URL, so clients may cache by it."""
+    return reverse("avatar", kwargs={"avatar_id": avatar.pk})
+
+
+def _avatars_delete_on_commit(queryset: Any) -> None:
+    names = [name for files in queryset.values_list("files", flat=True) for name in (files or {}).values()]
+    queryset.delete()
+    if names:
+        transaction.on_commit(lambda: _delete_files(names))
+
+
+def user_avatar_set(*, user: User, upload: UploadedFile) -> User:
+    """A new profile picture (PUT /me/avatar): the previous one and its files go."""
+    ratelimit.hit("media-avatar", str(user.pk), settings.MEDIA_AVATAR_LIMIT)
+    files = _avatar_files_store(upload=upload)
+    try:
+        with transaction.atomic():
+            locked = User.objects.select_for_update().get(pk=user.pk)
+            _avatars_delete_on_commit(Avatar.objects.filter(user=locked))
+            avatar = Avatar.objects.create(user=locked, files=files)
+            locked.avatar_url = avatar_url(avatar)
+            locked.save(update_fields=["avatar_url"])
+    except BaseException:
+        _delete_files(files.values())
+        raise
+    return locked
+
+
+def user_avatar_delete(*, user: User) -> None:
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        _avatars_delete_on_commit(Avatar.objects.filter(user=locked))
+        locked.avatar_url = ""
+        locked.save(update_fields=["avatar_url"])
+
+
+def avatars_user_deleted(*, user_id: object) -> None:
+    """ACCOUNT_DELETION_STEPS: an erased account keeps no picture."""
+    _avatars_delete_on_commit(Avatar.objects.filter(user_id=user_id))
+
+
+def conversation_avatar_files(*, upload: UploadedFile, actor_id: object) -> dict[str, str]:
+    """For messaging's group avatars, step 1 (outside its transaction): the stored crops.
+
+    The caller passes them to `conversation_avatar_replace` inside its transaction, and
+    deletes them with `avatar_files_discard` if that fails.
+    """
+    ratelimit.hit("media-avatar", str(actor_id), settings.MEDIA_AVATAR_LIMIT)
+    return _avatar_files_store(upload=upload)
+
+
+def conversation_avatar_replace(*, conversation_id: object, files: dict[str, str] | None) -> str:
+    """Step 2, inside the caller's transaction: the conversation's picture becomes `files`
+    (None removes it); the old one's files are deleted after commit. Returns the new URL or ""."""
+    _avatars_delete_on_commit(Avatar.objects.filter(conversation_id=conversation_id))
+    if files is None:
+        return ""
+    return avatar_url(Avatar.objects.create(conversation_id=conversation_id, files=files))
+
+
+def avatar_files_discard(files: dict[str, str]) -> None:
+    _delete_files(files.values())

@@ -15,7 +15,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.files.storage import Storage
 from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpRequest, HttpResponseRedirect, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponseNotModified, HttpResponseRedirect, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.utils.http import content_disposition_header
 
 from core.errors import ApplicationError
@@ -98,13 +99,39 @@ async def _async_blocks(window: _Slice) -> AsyncIterator[bytes]:
         await sync_to_async(window.close, thread_sensitive=False)()
 
 
+def _if_range_holds(if_range: str | None, etag: str) -> bool:
+    """RFC 9110 13.1.5: a Range applies only if If-Range names the current representation.
+
+    Strong comparison with our ETag; a weak tag or a date (we send no Last-Modified) never
+    matches, so a client resuming a download of a file that changed gets it whole instead
+    of splicing two versions.
+    """
+    if if_range is None:
+        return True
+    return if_range.strip() == etag
+
+
+def _none_match(if_none_match: str | None, etag: str) -> bool:
+    """If-None-Match (weak comparison): the client already holds this version."""
+    if not if_none_match:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in tags or etag in tags
+
+
 def stored_file_response(request: HttpRequest, *, fileobj: IO[bytes], size: int, content_type: str,
-                         etag: str, filename: str, as_attachment: bool) -> StreamingHttpResponse:
-    """200 or 206 streaming response; the caller has already authorised the reader."""
-    byte_range = parse_range(request.META.get("HTTP_RANGE"), size)
-    if_range = request.META.get("HTTP_IF_RANGE")
-    if byte_range is not None and if_range and if_range.strip() != etag:
-        byte_range = None  # the client's copy is another version: send it whole
+                         etag: str, filename: str, as_attachment: bool) -> HttpResponseBase:
+    """200, 206 or 304; the caller has already authorised the reader."""
+    if _none_match(request.META.get("HTTP_IF_NONE_MATCH"), etag):
+        fileobj.close()
+        not_modified = HttpResponseNotModified()
+        not_modified["ETag"] = etag
+        not_modified["Cache-Control"] = "private, max-age=86400"
+        return not_modified
+    byte_range = None
+    # When the client's partial copy is another version, the Range is ignored: it gets the file whole.
+    if _if_range_holds(request.META.get("HTTP_IF_RANGE"), etag):
+        byte_range = parse_range(request.META.get("HTTP_RANGE"), size)
     start, end = byte_range if byte_range is not None else (0, size - 1)
     length = max(0, end - start + 1)
     window = _Slice(fileobj, start, length)

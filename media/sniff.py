@@ -22,9 +22,10 @@ QUICKTIME_BRANDS = {b"qt  "}
 
 @dataclass(frozen=True)
 class Sniffed:
-    kind: str  # image | voice | video; "mp4" is decided between voice and video by its tracks
+    kind: str  # image | voice | video; "mp4" and "webm" are decided between voice and video by their tracks
     content_type: str
-    format: str  # the parser to verify with: jpeg, png, gif, webp, heif, mp4, ogg, amr, amr-wb, mp3, aac, wav
+    format: str  # the parser to verify with: jpeg, png, gif, webp, heif, mp4, webm, opus, vorbis, amr, amr-wb,
+    # mp3, aac, wav
 
 
 def sniff(head: bytes) -> Sniffed | None:
@@ -43,6 +44,8 @@ def sniff(head: bytes) -> Sniffed | None:
         return _sniff_iso_bmff(head)
     if head.startswith(b"OggS"):
         return _sniff_ogg(head)
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return _sniff_webm(head)
     if head.startswith(b"#!AMR-WB\n"):
         return Sniffed("voice", "audio/amr-wb", "amr-wb")
     if head.startswith(b"#!AMR\n"):
@@ -86,3 +89,22 @@ def _sniff_ogg(head: bytes) -> Sniffed | None:
     if packet.startswith(b"\x01vorbis"):
         return Sniffed("voice", "audio/ogg", "vorbis")
     return None
+
+
+def _sniff_webm(head: bytes) -> Sniffed | None:
+    """An EBML header whose DocType is "webm" (browsers' and desktop apps' MediaRecorder output).
+
+    Other Matroska files are not on the allow-list. The DocType element (0x4282)
+    sits in the first few dozen bytes of the EBML header.
+    """
+    marker = head.find(b"\x42\x82", 4, 64)
+    if marker < 0 or marker + 3 > len(head):
+        return None
+    length_byte = head[marker + 2]
+    if length_byte & 0x80 == 0:  # only the one-byte length form is used for a short DocType
+        return None
+    length = length_byte & 0x7F
+    if head[marker + 3:marker + 3 + length] != b"webm":
+        return None
+    # Voice (Opus only) or video: the tracks decide (see probe).
+    return Sniffed("video", "video/webm", "webm")

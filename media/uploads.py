@@ -33,9 +33,9 @@ def too_large(limit: int) -> PayloadTooLarge:
 class SizeCapUploadHandler(FileUploadHandler):
     """Refuses the body by its Content-Length, then counts file bytes as they stream."""
 
-    def __init__(self, request: Any = None) -> None:
+    def __init__(self, request: Any = None, *, limit: int | None = None) -> None:
         super().__init__(request)
-        self.limit = largest_cap()
+        self.limit = limit or largest_cap()
         self.received = 0
 
     def handle_raw_input(self, input_data: Any, META: Any, content_length: int, boundary: Any,

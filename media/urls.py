@@ -10,4 +10,9 @@ urlpatterns = [
          name="attachment-signed-links"),
     path("attachments/<str:attachment_id>/thumbnail", apis.AttachmentThumbnailApi.as_view(),
          name="attachment-thumbnail"),
+    path("uploads", apis.UploadCreateApi.as_view(), name="upload-create"),
+    path("me/avatar", apis.MeAvatarApi.as_view(), name="me-avatar"),
+    path("avatars/<str:avatar_id>", apis.AvatarApi.as_view(), name="avatar"),
+    path("uploads/<str:upload_id>", apis.UploadDetailApi.as_view(), name="upload-detail"),
+    path("attachments/<str:attachment_id>/compat", apis.AttachmentCompatApi.as_view(), name="attachment-compat"),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,6 +12,7 @@ from rest_framework.views import APIView
 from core.errors import ValidationFailed
 from core.schema import ERROR_RESPONSES
 from core.serializers import TimestampField
+from media.apis import AvatarInput, avatar_upload
 from messaging import selectors, services
 from messaging.inputs import (
     ConversationCreateInput,
@@ -65,6 +67,8 @@ class ConversationOutput(serializers.Serializer):
     id = serializers.UUIDField()
     type = serializers.ChoiceField(choices=ConversationType.choices)
     title = serializers.CharField(allow_blank=True)
+    avatar_url = serializers.CharField(allow_blank=True, help_text=(
+        "Extension: the group's picture (PUT /conversations/{id}/avatar), a path on this server; \"\" for none."))
     members = ConversationMemberOutput(many=True, help_text="Broadcasts list only their owner and admins.")
     member_count = serializers.IntegerField(help_text="Extension: current number of members.")
     last_seq = serializers.IntegerField()
@@ -298,3 +302,39 @@ class SyncHeadApi(APIView):
     )
     def get(self, request: Request) -> Response:
         return Response({"cursor": selectors.sync_head(user_id=request.user.pk)})
+# --- Group avatars and voice notes played --------------------------------------------------
+
+
+class ConversationAvatarApi(APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        operation_id="conversations_avatar_set",
+        description="Extension: the group's or broadcast's picture (admins; 403 for other members, 404 for "
+                    "non-members, 400 for direct conversations). Square crops, re-encoded without EXIF; members "
+                    "get `conversation.updated` with `avatar_url`.",
+        request={"multipart/form-data": AvatarInput},
+        responses={200: ConversationOutput, **ERROR_RESPONSES},
+    )
+    def put(self, request: Request, conversation_id: str) -> Response:
+        selectors.conversation_get_for_member(user_id=request.user.pk, conversation_id=conversation_id)
+        return Response(services.conversation_avatar_set(actor=request.user, conversation_id=conversation_id,
+                                                         upload=avatar_upload(request)))
+
+    @extend_schema(operation_id="conversations_avatar_delete", responses={200: ConversationOutput,
+                                                                          **ERROR_RESPONSES})
+    def delete(self, request: Request, conversation_id: str) -> Response:
+        return Response(services.conversation_avatar_delete(actor=request.user, conversation_id=conversation_id))
+
+
+class MessagePlayedApi(APIView):
+    @extend_schema(
+        operation_id="messages_played",
+        description="Extension: the caller played this voice note. The sender gets `receipt.played` "
+                    "`{conversation_id, message_id, seq, user_id}` unless the caller turned `read_receipts` off; "
+                    "the caller's own devices get it always. Idempotent; 400 for a message that is not a voice note.",
+        request=None, responses={204: None, **ERROR_RESPONSES},
+    )
+    def post(self, request: Request, message_id: str) -> Response:
+        services.message_played(user=request.user, message_id=message_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -13,6 +13,7 @@ MESSAGE_EDITED = "message.edited"
 MESSAGE_DELETED = "message.deleted"
 RECEIPT_DELIVERED = "receipt.delivered"
 RECEIPT_READ = "receipt.read"
+RECEIPT_PLAYED = "receipt.played"
 CONVERSATION_CREATED = "conversation.created"
 CONVERSATION_UPDATED = "conversation.updated"
 MEMBER_ADDED = "member.added"
@@ -38,12 +39,17 @@ def receipt(*, conversation_id: str, user_id: str, seq: int) -> dict[str, Any]:
     return {"conversation_id": conversation_id, "user_id": user_id, "seq": seq}
 
 
+def receipt_played(*, conversation_id: str, message_id: str, seq: int, user_id: str) -> dict[str, Any]:
+    """`user_id` has played the voice note `message_id` (one message, unlike the pointer receipts)."""
+    return {"conversation_id": conversation_id, "message_id": message_id, "seq": seq, "user_id": user_id}
+
+
 def conversation_created(conversation: dict[str, Any]) -> dict[str, Any]:
     return conversation
 
 
 def conversation_updated(*, conversation_id: str, **changes: Any) -> dict[str, Any]:
-    """Only the changed fields: `title`, or for the user's own devices `read_seq`,
+    """Only the changed fields: `title`, `avatar_url`, or for the user's own devices `read_seq`,
     `unread_count`, `muted_until`."""
     return {"conversation_id": conversation_id, **changes}
 

@@ -54,6 +54,8 @@ class Conversation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     type = models.CharField(max_length=9, choices=ConversationType.choices)
     title = models.CharField(max_length=128, blank=True, default="")
+    # The group's picture, a path on this server (media.Avatar; set by admins), "" for none.
+    avatar_url = models.CharField(max_length=500, blank=True, default="")
     # "<smaller user id>:<larger user id>" for direct conversations: the unique
     # constraint makes "exactly one per pair" hold under concurrent creation.
     direct_key = models.CharField(max_length=80, unique=True, null=True, blank=True)
@@ -193,3 +195,18 @@ class FanoutJob(models.Model):
 
     def __str__(self) -> str:
         return f"fanout {self.event_type} in {self.conversation_id}"
+
+
+class VoicePlayed(models.Model):
+    """A voice note a recipient has played (`receipt.played`); one row per listener."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+",
+                             db_index=False)
+    played_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "message"], name="voice_played_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} played by {self.user_id}"

@@ -225,6 +225,7 @@ def conversations_public(memberships: list[Membership]) -> list[dict[str, Any]]:
             "id": str(c.pk),
             "type": c.type,
             "title": c.title,
+            "avatar_url": c.avatar_url,
             "members": members[c.pk],
             "member_count": c.member_count,
             "last_seq": c.last_seq,
@@ -349,3 +350,8 @@ def device_cursor_get(*, device_id: object) -> str:
     position = device_cursor_position(device_id=device_id)
     return cursor_encode(position) if position else ""
 
+
+
+def user_can_see_conversation_avatar(*, user_id: object, conversation_id: object) -> bool:
+    """MEDIA_AVATAR_ACCESS_CHECK: a group's picture is for its current members."""
+    return Membership.objects.filter(conversation_id=conversation_id, user_id=user_id, left_at__isnull=True).exists()

@@ -46,6 +46,7 @@ def _snapshot(conversation: Conversation) -> dict[str, Any]:
     ]
     return {
         "id": str(conversation.pk), "type": conversation.type, "title": conversation.title,
+        "avatar_url": conversation.avatar_url,
         "members": members, "member_count": conversation.member_count, "last_seq": conversation.last_seq,
         "last_message": None, "unread_count": 0, "read_seq": conversation.last_seq, "muted_until": None,
         "created_at": timestamp(conversation.created_at), "updated_at": timestamp(conversation.updated_at),
@@ -293,3 +294,51 @@ def user_messages_erase(*, user_id: object) -> None:
         pending += _member_leave(conversation=conversation, membership=membership, by=None)
     stream_append(pending)
     DeviceCursor.objects.filter(device__user_id=user_id).delete()
+
+
+# --- Group avatars ------------------------------------------------------------------------
+
+
+def conversation_avatar_set(*, actor: User, conversation_id: object, upload: Any) -> dict[str, Any]:
+    """A group's or broadcast's picture (admins): stored by media, announced as `conversation.updated`.
+
+    The image is checked and cropped before any lock is taken; the admin check runs
+    before that (so a stranger's upload costs nothing) and again under the lock.
+    """
+    from media import services as media_services
+
+    _locked_for_admin_check(actor=actor, conversation_id=conversation_id)
+    files = media_services.conversation_avatar_files(upload=upload, actor_id=actor.pk)
+    try:
+        return _conversation_avatar_apply(actor=actor, conversation_id=conversation_id, files=files)
+    except BaseException:
+        media_services.avatar_files_discard(files)
+        raise
+
+
+def conversation_avatar_delete(*, actor: User, conversation_id: object) -> dict[str, Any]:
+    return _conversation_avatar_apply(actor=actor, conversation_id=conversation_id, files=None)
+
+
+def _locked_for_admin_check(*, actor: User, conversation_id: object) -> None:
+    with transaction.atomic():
+        _locked_for_admin(actor=actor, conversation_id=conversation_id)
+
+
+def _conversation_avatar_apply(*, actor: User, conversation_id: object,
+                               files: dict[str, str] | None) -> dict[str, Any]:
+    from media import services as media_services
+
+    with transaction.atomic():
+        conversation, _ = _locked_for_admin(actor=actor, conversation_id=conversation_id)
+        if files is None and not conversation.avatar_url:
+            return conversation_detail(user_id=actor.pk, conversation_id=conversation.pk)
+        conversation.avatar_url = media_services.conversation_avatar_replace(conversation_id=conversation.pk,
+                                                                             files=files)
+        conversation.updated_at = timezone.now()
+        conversation.save(update_fields=["avatar_url", "updated_at"])
+        stream_append(emit_to_members(
+            conversation=conversation, type=events.CONVERSATION_UPDATED, actor_id=actor.pk,
+            data=events.conversation_updated(conversation_id=str(conversation.pk),
+                                             avatar_url=conversation.avatar_url)))
+    return conversation_detail(user_id=actor.pk, conversation_id=conversation.pk)

@@ -10,18 +10,20 @@ from django.db.models import F, IntegerField, Subquery
 from django.db.models.functions import Coalesce, Greatest
 
 from accounts.models import User
-from core.errors import ValidationFailed
+from core.errors import NotFound, ValidationFailed
 from messaging import events, integrations
 from messaging.models import (
     Conversation,
     DeviceCursor,
     Membership,
     Message,
+    MessageHidden,
 )
 from messaging.selectors import (
     _unread_subquery,
     conversation_get_for_member,
     is_small,
+    message_get_for_member,
 )
 from streams.cursors import cursor_decode
 from streams.models import Event
@@ -123,3 +125,35 @@ def sync_read(*, user: User, device_id: object, cursor: str | None, limit: int) 
         "cursor": page[-1]["cursor"] if page else cursor_encode(after),
         "has_more": has_more,
     }
+
+
+# --- Voice notes played -------------------------------------------------------------------
+
+
+def message_played(*, user: User, message_id: object) -> None:
+    """The user played a voice note (POST /messages/{id}/played). Idempotent.
+
+    The sender gets `receipt.played` unless the listener turned `read_receipts` off (as
+    for `receipt.read`) or either blocked the other; the listener's own devices get it
+    always, so each marks the note played. Playing one's own note records nothing.
+    """
+    from messaging.models import VoicePlayed
+
+    with transaction.atomic():
+        message = message_get_for_member(user_id=user.pk, message_id=message_id)
+        if MessageHidden.objects.filter(message=message, user=user).exists():
+            raise NotFound()
+        if message.type != "voice" or message.deleted_at is not None:
+            raise ValidationFailed(details={"message_id": ["Only a voice note can be played."]})
+        if message.sender_id == user.pk:
+            return
+        _, created = VoicePlayed.objects.get_or_create(message=message, user=user)
+        if not created:
+            return
+        data = events.receipt_played(conversation_id=str(message.conversation_id), message_id=str(message.pk),
+                                     seq=message.seq, user_id=str(user.pk))
+        audience = [str(user.pk)]
+        sender = str(message.sender_id)
+        if user.read_receipts and not integrations.blocked_either_way(user_id=user.pk, other_ids=[sender]):
+            audience.append(sender)
+        stream_append([PendingEvent(u, events.RECEIPT_PLAYED, data) for u in audience])

@@ -1,8 +1,8 @@
-"""Small real media files, made in the tests (no fixtures on disk, no encoder binaries).
+"""Small real media files, made in the tests (no fixtures on disk).
 
-Images come from Pillow (and pillow-heif for HEIC). No ffmpeg is installed,
-so the audio and video containers are written by hand to their specs: just
-enough structure for a real parser (mutagen) to read the duration.
+Images come from Pillow (and pillow-heif for HEIC); voice and video from
+FFmpeg's own encoders and muxers through PyAV, the library the server probes
+them with.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import io
 import struct
 import wave
 
+import av
+import numpy as np
 from PIL import Image
 
 GPS_IFD = 0x8825
@@ -72,6 +74,66 @@ def png_bomb_header(width: int = 100_000, height: int = 100_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
+# --- Voice and video, encoded by FFmpeg's libraries (PyAV) -------------------------------
+
+# (muxer, codec, sample rate) per voice format.
+AUDIO_FORMATS = {
+    "wav": ("wav", "pcm_s16le", 8000),
+    "opus": ("ogg", "libopus", 48000),
+    "webm": ("webm", "libopus", 48000),
+    "mp3": ("mp3", "libmp3lame", 44100),
+    "aac": ("adts", "aac", 44100),
+    "m4a": ("ipod", "aac", 44100),
+    "amr": ("amr", "libopencore_amrnb", 8000),
+}
+
+
+def _tone(seconds: float, rate: int, loud_until: float | None) -> np.ndarray:
+    """A 440 Hz tone; silent after `loud_until` seconds when given (to see it in a waveform)."""
+    times = np.arange(int(seconds * rate)) / rate
+    samples = 0.5 * np.sin(2 * np.pi * 440 * times)
+    if loud_until is not None:
+        samples[times >= loud_until] = 0.0
+    return samples.astype(np.float32)
+
+
+def _encode_audio(container: av.container.OutputContainer, stream: av.AudioStream, samples: np.ndarray) -> None:
+    context = stream.codec_context
+    frame_size = context.frame_size or 1024
+    fmt = context.format.name if context.format is not None else "s16"
+    for start in range(0, len(samples), frame_size):
+        chunk = samples[start:start + frame_size]
+        if fmt.startswith("s16"):
+            data = (chunk * 32767).astype(np.int16).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(data, format="s16", layout="mono")
+        else:
+            frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate = context.sample_rate
+        frame.pts = start
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+
+
+def audio_bytes(fmt: str = "opus", seconds: float = 2.0, *, loud_until: float | None = None,
+                metadata: dict[str, str] | None = None) -> bytes:
+    """A real voice recording in `fmt` (see AUDIO_FORMATS), made by FFmpeg's encoders."""
+    muxer, codec, rate = AUDIO_FORMATS[fmt]
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=muxer) as container:
+        for key, value in (metadata or {}).items():
+            container.metadata[key] = value
+        stream = container.add_stream(codec, rate=rate)
+        stream.codec_context.layout = "mono"
+        if codec == "libopencore_amrnb":
+            stream.codec_context.bit_rate = 12200
+        if codec in ("libmp3lame", "aac"):
+            stream.codec_context.format = "fltp"
+        _encode_audio(container, stream, _tone(seconds, rate, loud_until))
+    return buffer.getvalue()
+
+
 def wav_bytes(seconds: float = 1.5, rate: int = 8000) -> bytes:
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as writer:
@@ -82,78 +144,78 @@ def wav_bytes(seconds: float = 1.5, rate: int = 8000) -> bytes:
     return buffer.getvalue()
 
 
-def mp3_bytes(frames: int = 100) -> bytes:
-    """MPEG-1 Layer III, 128 kbit/s, 44.1 kHz, no padding: 417-byte frames of 1152 samples."""
-    header = bytes([0xFF, 0xFB, 0x90, 0x00])
-    return (header + b"\x00" * 413) * frames  # 100 frames = 2.612 s
+def video_bytes(fmt: str = "mp4", seconds: float = 2.0, *, size: tuple[int, int] = (160, 120), fps: int = 10,
+                audio: bool = True, metadata: dict[str, str] | None = None, rotation: int = 0) -> bytes:
+    """A real video: H.264/AAC in MP4 or QuickTime, VP8/Opus in WebM; frames change colour over time.
 
-
-def adts_aac_bytes(frames: int = 100) -> bytes:
-    """ADTS AAC-LC, 44.1 kHz, mono, 1024 samples per frame, 16-byte frames."""
-    frame_length = 16
-    header = bytearray(7)
-    header[0] = 0xFF
-    header[1] = 0xF1  # MPEG-4, layer 0, no CRC
-    profile, sampling_index, channels = 1, 4, 1  # AAC LC, 44100 Hz
-    header[2] = (profile << 6) | (sampling_index << 2) | (channels >> 2)
-    header[3] = ((channels & 3) << 6) | (frame_length >> 11)
-    header[4] = (frame_length >> 3) & 0xFF
-    header[5] = ((frame_length & 7) << 5) | 0x1F
-    header[6] = 0xFC
-    return (bytes(header) + b"\x00" * (frame_length - 7)) * frames
-
-
-def amr_bytes(frames: int = 50) -> bytes:
-    """AMR-NB storage format: magic, then 12.2 kbit/s frames (type 7, 31 bytes), 20 ms each."""
-    return b"#!AMR\n" + (bytes([7 << 3 | 0x04]) + b"\x00" * 31) * frames
-
-
-def ogg_opus_bytes(seconds: float = 2.0) -> bytes:
-    """An Ogg Opus stream: OpusHead, OpusTags, and a last page whose granule gives the length."""
-    from mutagen.ogg import OggPage
-
-    serial = 0x1234
-
-    def page(sequence: int, packet: bytes, position: int, *, first: bool = False, last: bool = False) -> bytes:
-        ogg = OggPage()
-        ogg.serial, ogg.sequence, ogg.position = serial, sequence, position
-        ogg.first, ogg.last = first, last
-        ogg.packets = [packet]
-        return ogg.write()
-
-    head = b"OpusHead" + struct.pack("<BBHIhB", 1, 1, 312, 48000, 0, 0)
-    tags = b"OpusTags" + struct.pack("<I", 4) + b"test" + struct.pack("<I", 0)
-    audio = b"\xf8\xff\xfe"  # an Opus TOC byte and a little payload; mutagen reads only granules
-    granule = 312 + int(seconds * 48000)
-    return page(0, head, 0, first=True) + page(1, tags, 0) + page(2, audio, granule, last=True)
-
-
-def _box(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", 8 + len(payload)) + kind + payload
-
-
-def _full_box(kind: bytes, payload: bytes, version: int = 0) -> bytes:
-    return _box(kind, bytes([version, 0, 0, 0]) + payload)
-
-
-def mp4_bytes(*, duration_ms: int = 3000, video: bool = True, brand: bytes = b"isom",
-              width: int = 320, height: int = 240) -> bytes:
-    """ftyp + moov(mvhd, trak(tkhd, mdia(mdhd, hdlr))) + an empty mdat.
-
-    With `video=False` the one track is sound: an M4A voice note.
+    `metadata` goes into the container (e.g. {"location": "+51.5074-000.1278/"}, which is
+    how phones record where a video was shot); `rotation` into the video's display matrix.
     """
-    timescale = 1000
-    ftyp = _box(b"ftyp", brand + struct.pack(">I", 0) + brand + b"mp41")
-    matrix = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
-    mvhd = _full_box(b"mvhd", struct.pack(">IIII", 0, 0, timescale, duration_ms) + struct.pack(">IH", 0x10000, 0x100)
-                     + b"\x00" * 10 + matrix + b"\x00" * 24 + struct.pack(">I", 2))
-    track_w, track_h = (width, height) if video else (0, 0)
-    tkhd = _full_box(b"tkhd", struct.pack(">IIIII", 0, 0, 1, 0, duration_ms) + b"\x00" * 8
-                     + struct.pack(">hhhH", 0, 0, 0 if video else 0x100, 0) + matrix
-                     + struct.pack(">II", track_w << 16, track_h << 16))
-    mdhd = _full_box(b"mdhd", struct.pack(">IIII", 0, 0, timescale, duration_ms) + struct.pack(">HH", 0x55C4, 0))
-    handler = b"vide" if video else b"soun"
-    hdlr = _full_box(b"hdlr", struct.pack(">I", 0) + handler + b"\x00" * 12 + b"track\x00")
-    trak = _box(b"trak", tkhd + _box(b"mdia", mdhd + hdlr))
-    moov = _box(b"moov", mvhd + trak)
-    return ftyp + moov + _box(b"mdat", b"\x00" * 64)
+    vcodec, acodec, rate = ("libvpx", "libopus", 48000) if fmt == "webm" else ("libx264", "aac", 44100)
+    width, height = size
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=fmt) as container:
+        for key, value in (metadata or {}).items():
+            container.metadata[key] = value
+        video = container.add_stream(vcodec, rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        if rotation:
+            video.set_display_rotation(rotation)
+        sound = None
+        if audio:  # every stream exists before the first packet is muxed
+            sound = container.add_stream(acodec, rate=rate)
+            sound.codec_context.layout = "mono"
+            if acodec == "aac":
+                sound.codec_context.format = "fltp"
+        for index in range(int(seconds * fps)):
+            pixels = np.zeros((height, width, 3), np.uint8)
+            pixels[:, :, 0] = (index * 25) % 256
+            pixels[: height // 4, : width // 4] = (255, 255, 0)  # a marker in the top-left corner
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = index
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        if sound is not None:
+            _encode_audio(container, sound, _tone(seconds, rate, None))
+    return buffer.getvalue()
+
+
+def tags_of(data: bytes) -> dict[str, str]:
+    """Every metadata tag FFmpeg reads from the container and its streams (keys lower-cased)."""
+    tags: dict[str, str] = {}
+    with av.open(io.BytesIO(data)) as container:
+        tags.update({key.lower(): value for key, value in container.metadata.items()})
+        for stream in container.streams:
+            tags.update({f"{stream.type}:{key.lower()}": value for key, value in stream.metadata.items()})
+    return tags
+
+
+def duration_of(data: bytes) -> float:
+    with av.open(io.BytesIO(data)) as container:
+        return container.duration / 1_000_000
+
+
+def mp4_with_lying_duration(data: bytes, *, claimed_seconds: int = 36_000) -> bytes:
+    """An MP4 whose headers (`mvhd`, every `tkhd` and `mdhd`) say it lasts `claimed_seconds`
+    while its samples last a few seconds."""
+    out = bytearray(data)
+    movie_timescale = 1000
+    for box in (b"mvhd", b"tkhd", b"mdhd"):
+        start = 0
+        while (found := out.find(box, start)) >= 0:
+            start = found + 4
+            wide = out[found + 4] == 1  # version 1: 64-bit times and durations
+            body = found + 8  # after the version and flags
+            if box == b"tkhd":  # creation, modification, track id, reserved, duration (movie timescale)
+                field, timescale = body + (24 if wide else 16), movie_timescale
+            else:  # creation, modification, timescale, duration
+                timescale_at = body + (16 if wide else 8)
+                timescale = struct.unpack(">I", out[timescale_at:timescale_at + 4])[0]
+                field = timescale_at + 4
+                if box == b"mvhd":
+                    movie_timescale = timescale
+            size = 8 if wide else 4
+            out[field:field + size] = (claimed_seconds * timescale).to_bytes(size, "big")
+    return bytes(out)

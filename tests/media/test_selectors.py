@@ -60,7 +60,7 @@ def test_attachment_public_without_a_request_has_relative_urls(alice):
     assert before == {
         "id": str(image.pk), "kind": "image", "content_type": "image/png", "size": image.size,
         "url": f"/api/v1/attachments/{image.pk}/content", "thumbnail_url": None,
-        "width": 30, "height": 20, "duration_ms": None, "name": "n.bin",
+        "width": 30, "height": 20, "duration_ms": None, "name": "n.bin", "waveform": None, "compat_url": None,
     }
     assert after["thumbnail_url"] == f"/api/v1/attachments/{image.pk}/thumbnail"
 

@@ -14,10 +14,23 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from schemathesis import checks
+from schemathesis.config import SchemathesisConfig
+from schemathesis.config._checks import (
+    MISSING_REQUIRED_HEADER_EXPECTED_STATUSES,
+    NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES,
+)
 
 from tests.factories import sign_in
 
-schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
+# tus 1.0 (resumable uploads, docs/media.md) answers a missing or unsupported
+# Tus-Resumable header with 412 Precondition Failed, as the protocol requires.
+CONFIG = SchemathesisConfig.from_dict({"checks": {
+    "negative_data_rejection": {"expected-statuses": [*NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES, "412"]},
+    "missing_required_header": {"expected-statuses": [*MISSING_REQUIRED_HEADER_EXPECTED_STATUSES, "412"]},
+}})
+schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application(), config=CONFIG)
+# tus PATCH bodies are raw bytes, like application/octet-stream.
+schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
 
 
 @pytest.fixture
