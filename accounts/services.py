@@ -38,6 +38,12 @@ class CodeExpired(ApplicationError):
     default_message = "The code has expired; request a new one."
 
 
+class AccountSuspended(ApplicationError):
+    status = 403
+    code = "account_suspended"
+    default_message = "This account is suspended."
+
+
 class TooManyAttempts(RateLimited):
     code = "too_many_attempts"
     default_message = "Too many wrong codes; request a new code later."
@@ -171,6 +177,8 @@ def _sign_in(*, e164: str, device_name: str, platform: str) -> SignedIn:
                 if not user.is_active:
                     # A deleted account keeps no phone, so this is a disabled one.
                     raise NotFound("This account is disabled.")
+                if user.suspended_at is not None:
+                    raise AccountSuspended()
                 device, token = device_create(user=user, name=device_name, platform=platform)
                 if created:
                     transaction.on_commit(partial(_run_hooks, "ACCOUNT_REGISTERED_HOOKS", user_id=user.pk))

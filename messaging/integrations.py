@@ -7,6 +7,7 @@ ids into the shapes messaging works with.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -61,3 +62,28 @@ def push_notify(**kwargs: Any) -> None:
     path = getattr(settings, "MESSAGING_PUSH_NOTIFY", "")
     if path:
         import_string(path)(**kwargs)
+
+
+@dataclass(frozen=True)
+class ScreenedSend:
+    """What a send screen sees of one send that passed every other check."""
+
+    index: int
+    sender: Any  # accounts.models.User
+    conversation: Any  # messaging.models.Conversation
+
+
+def sends_screen(pending: list[Any], results: list[Any]) -> list[Any]:
+    """MESSAGING_SEND_SCREEN (moderation.spam.sends_screen): a higher app may refuse some sends
+    of a batch (the spam throttle). Called with sends that passed every other check, before
+    any write; a refused send gets its error in `results` and is dropped from the batch."""
+    path = getattr(settings, "MESSAGING_SEND_SCREEN", "")
+    if not path or not pending:
+        return pending
+    refused = import_string(path)(sends=[ScreenedSend(item.index, item.request.sender, item.membership.conversation)
+                                         for item in pending])
+    if not refused:
+        return pending
+    for index, error in refused.items():
+        results[index] = error
+    return [item for item in pending if item.index not in refused]

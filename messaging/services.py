@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from accounts.models import User
 from accounts.selectors import has_push_device
-from core import ratelimit
+from core import metrics, ratelimit
 from core.errors import ApplicationError, Conflict, Forbidden, NotFound, RateLimited, ValidationFailed
 from core.serializers import timestamp
 from core.sunset import ensure_writable
@@ -127,6 +127,7 @@ def message_post(*, sender_id: object, conversation_id: object, type: str, conte
     return item.public, True
 
 
+@metrics.SEND_COMMIT.time()  # ops: validate, write and commit a batch
 def message_send_many(
     requests: Sequence[SendRequest | Mapping[str, Any]],
 ) -> list[tuple[dict[str, Any], bool] | ApplicationError]:
@@ -153,6 +154,7 @@ def message_send_many(
     pending = _drop_replays(pending, results)
     pending = _limit_send_rate(pending, results)
     pending = _authorise_sends(pending, results)
+    pending = integrations.sends_screen(pending, results)  # moderation: the spam throttle (MESSAGING_SEND_SCREEN)
     raced: list[_Send] = []
     if pending:
         try:
@@ -168,6 +170,7 @@ def message_send_many(
     for item in raced:
         original = Message.objects.filter(sender=item.request.sender, client_id=item.data["client_id"]).first()
         results[item.index] = (message_public(original), False) if original else Conflict()
+    metrics.MESSAGES_SENT.inc(sum(1 for item in pending if item.index not in lost and item.public is not None))  # ops
     return results
 
 
@@ -849,6 +852,27 @@ def message_delete(*, user: User, message_id: object, scope: str) -> None:
         message.save(update_fields=["deleted_at", "text", "attachment_id", "location"])
         stream_append(_emit_to_members(conversation=message.conversation, type=events.MESSAGE_DELETED,
                                        actor_id=user.pk, data=data, message=message))
+
+
+def message_remove(*, message_id: object) -> bool:
+    """Staff removal (moderation): the message becomes deleted for everyone, as a recall does,
+    whoever sent it and however old it is; its members get `message.deleted`. False when it
+    was already deleted (nothing emitted). NotFound for an unknown id."""
+    with transaction.atomic():
+        message = (Message.objects.select_for_update().select_related("conversation")
+                   .filter(pk=as_uuid(str(message_id))).first())
+        if message is None:
+            raise NotFound()
+        if message.deleted_at is not None:
+            return False
+        data = events.message_deleted(conversation_id=str(message.conversation_id), message_id=str(message.pk),
+                                      seq=message.seq, scope="everyone")
+        message.deleted_at = timezone.now()
+        message.text, message.attachment_id, message.location = "", None, None
+        message.save(update_fields=["deleted_at", "text", "attachment_id", "location"])
+        stream_append(_emit_to_members(conversation=message.conversation, type=events.MESSAGE_DELETED,
+                                       actor_id=None, data=data, message=message))
+    return True
 
 
 # --- Read and delivered pointers (receipts) -------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
+from core import metrics
 from core.errors import ApplicationError, to_application_error
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ class GroupCommitBatcher:
                     error = ApplicationError("Internal server error.", code="internal_error", status=500)
                 results = [error] * len(live)
             self.batches += 1
+            metrics.SEND_BATCH_SIZE.observe(len(live))  # ops
+            logger.info("frame batch", extra={"event": "frame_batch", "batch_size": len(live), "errors": sum(isinstance(r, ApplicationError) for r in results)})  # ops  # noqa: E501
             for (_, future), result in zip(live, results, strict=True):
                 if not future.done():
                     future.set_result(result)

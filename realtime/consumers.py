@@ -33,6 +33,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from core import metrics
 from core.errors import ApplicationError, ValidationFailed, to_application_error
 from realtime import handlers
 from realtime.frames import FloodGuard, error_frame, event_frame, frame_decode, frame_encode, frame_ref
@@ -63,6 +64,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.user = device.user
         self.user_id = str(device.user_id)
         self.device_id = str(device.pk)
+        metrics.LIVE_SOCKETS.inc()  # ops: undone in disconnect()
         self.connection_id = uuid.uuid4().hex
         self.my_groups = [user_group(self.user_id), device_group(self.device_id)]
         self.last_sent: int | None = None
@@ -100,6 +102,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.user_id is None:
             return
+        metrics.LIVE_SOCKETS.dec()  # ops
+        logger.info("socket closed", extra={"event": "socket", "close_code": code, "user_id": self.user_id})  # ops
         self.closing = True
         ack_task = self.ack_task
         for task in list(self.tasks):
@@ -168,6 +172,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
     # --- Client frames ---------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        metrics.WS_FRAMES_IN.inc()  # ops
         if self.user_id is None or self.closing:
             return
         verdict = self.flood.check()
@@ -202,6 +207,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         so a stalled reader holds a bounded buffer and does not keep its channel full."""
         if self.too_slow:
             return
+        metrics.WS_FRAMES_OUT.inc()  # ops
         try:
             await asyncio.wait_for(super().send(text_data, bytes_data, close),
                                    timeout=settings.WS_SEND_TIMEOUT_SECONDS)

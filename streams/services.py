@@ -18,6 +18,7 @@ from uuid import UUID
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core import metrics
 from streams.groups import group_send_many_now, user_group
 from streams.models import Event
 from streams.selectors import event_public
@@ -61,6 +62,7 @@ def stream_append(events: Iterable[PendingEvent]) -> list[Event]:
     pending = list(events)
     if not pending:
         return []
+    metrics.STREAM_APPEND_EVENTS.observe(len(pending))  # ops
     with transaction.atomic():
         counts: dict[str, int] = {}
         for event in pending:
@@ -85,6 +87,7 @@ def stream_append(events: Iterable[PendingEvent]) -> list[Event]:
     return rows
 
 
+@metrics.SEND_RING.time()  # ops
 def _ring(by_user: dict[str, list[dict[str, Any]]]) -> None:
     group_send_many_now([
         (user_group(user_id), {"type": "stream.events", "events": public_events})
