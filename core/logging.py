@@ -32,8 +32,9 @@ ALLOWED_EXTRAS = frozenset({
     "frames_in", "frames_out", "report_id", "reason", "message_id", "count",
 })
 
-# +447700900123, +1 555 010 0100, (555) 010-0100 ...: anything that looks like a phone number.
-PHONE = re.compile(r"(?<![\w.\-])\+?\(?\d[\d\s().\-]{6,18}\d(?![\w.\-])")
+# +447700900123, +1 555 010 0100, (555) 010-0100 ...: anything that looks like a phone number
+# (dots are not separators here, so addresses like 127.0.0.1 stay readable).
+PHONE = re.compile(r"(?<![\w.\-])\+?\(?\d[\d\s()\-]{6,18}\d(?![\w.\-])")
 # Device tokens are 43 url-safe base64 characters; digests 64 hex. UUIDs (36 with dashes) are kept.
 LONG_TOKEN = re.compile(r"(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]{40,}(?![A-Za-z0-9_\-])")
 BEARER = re.compile(r"(?i)(bearer\s+)\S+")

@@ -18,9 +18,9 @@ decision are plain functions (`spam_score`, `spam_decision`); the send path
 calls `sends_screen` once per batch (MESSAGING_SEND_SCREEN).
 
 Cost on the send path: nothing for established accounts (one date comparison).
-For a new account, a direct conversation it has written in before is
-remembered per process, so only its first send into each conversation costs
-queries (two or three, once per batch).
+For a new account, a direct conversation it may write in is remembered per
+process, so only its first send into each conversation costs queries (up to
+seven, once per batch).
 """
 
 from __future__ import annotations
@@ -128,6 +128,8 @@ def sends_screen(*, sends: list[ScreenedSend]) -> dict[int, ApplicationError]:
             _remember(sender_id, conversation_id)
         fresh = conversation_ids - written
         strangers = _strangers(sender_id=sender_id, conversation_ids=fresh) if fresh else set()
+        for conversation_id in fresh - strangers:
+            _remember(sender_id, conversation_id)  # the other side wrote, or knows the sender
         if not strangers:
             continue
         score = spam_score(user_id=sender_id, now=now)
@@ -143,6 +145,7 @@ def sends_screen(*, sends: list[ScreenedSend]) -> dict[int, ApplicationError]:
                 metrics.SPAM_THROTTLED.inc()
             else:
                 opened.add(conversation_id)
+                _remember(sender_id, conversation_id)  # from now on the sender has written there
                 # Counted at once: a batch opening fifty conversations is judged as it goes.
                 score = SpamScore(score.strangers_24h + 1, score.reporters_30d, score.sends_1h + 1)
     if refused:
