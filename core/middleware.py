@@ -54,10 +54,10 @@ class RequestLogMiddleware:
             user = getattr(request, "user", None)
             metrics.HTTP_REQUESTS.labels(request.method, f"{response.status_code // 100}xx").inc()
             metrics.HTTP_SECONDS.observe(elapsed)
+            route = f"/{match.route}" if match is not None and match.route else "(unmatched)"
             request_logger.info(
-                "request", extra={
-                    "event": "request", "method": request.method, "status": response.status_code,
-                    "route": f"/{match.route}" if match is not None and match.route else "(unmatched)",
+                "%s %s %s %.1f ms", request.method, route, response.status_code, elapsed * 1000, extra={
+                    "event": "request", "method": request.method, "status": response.status_code, "route": route,
                     "duration_ms": round(elapsed * 1000, 2),
                     "user_id": str(user.pk) if getattr(user, "is_authenticated", False) else None,
                 })

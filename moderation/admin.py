@@ -12,12 +12,14 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from messaging.models import Message
 from moderation import services
 from moderation.models import Report, ReportStatus, Suspension
 from moderation.spam import spam_score
 
+BOLD = mark_safe(' style="font-weight:bold"')
 CONTEXT_MESSAGES = 5  # messages shown before the reported one, and from a reported user
 
 
@@ -26,7 +28,7 @@ def _messages_table(rows: list[Message], *, highlight: object = None) -> str:
         return "-"
     body = format_html_join(
         "", "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        ((format_html(' style="font-weight:bold"') if m.pk == highlight else "", m.seq, m.sender_id,
+        ((BOLD if m.pk == highlight else "", m.seq, m.sender_id,
           m.created_at.strftime("%Y-%m-%d %H:%M:%S"), "(deleted)" if m.deleted_at else (m.text or f"[{m.type}]"))
          for m in rows),
     )
