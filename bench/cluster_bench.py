@@ -49,7 +49,7 @@ def direct(base: str, token: str, other_id: str) -> str:
         return http.post("/api/v1/conversations", json={"type": "direct", "user_id": other_id}).json()["id"]
 
 
-def throughput(cluster: Cluster, *, pairs: int, seconds: int) -> dict[str, float]:
+def throughput(cluster: Cluster, *, pairs: int, seconds: int, rounds: int) -> dict:
     people = [sign_in(cluster.base, f"+1555020{i:04d}") for i in range(2 * pairs)]
     spec_pairs = []
     for i in range(pairs):
@@ -57,15 +57,18 @@ def throughput(cluster: Cluster, *, pairs: int, seconds: int) -> dict[str, float
         spec_pairs.append({"sender": sender["token"], "receiver": receiver["token"],
                            "conversation_id": direct(cluster.base, sender["token"], receiver["user"]["id"])})
     ws = cluster.base.replace("http://", "ws://") + "/ws/v1"
-    figures = {}
-    for processes in range(1, len(cluster.servers) + 1):
-        cluster.nginx.reload([s.port for s in cluster.servers[:processes]])
-        result = client("throughput", {"urls": [ws], "pairs": spec_pairs, "window": 10, "seconds": seconds,
-                                       "warmup": 3}, None, timeout=seconds + 240)
-        figures[str(processes)] = round(result["delivered_per_s"], 1)
-        log(f"{processes} uvicorn process(es) behind nginx: {figures[str(processes)]} msgs/s delivered")
+    runs: dict[str, list[float]] = {}
+    # Alternating rounds, best of each: the machine is shared, and a neighbour's burst during
+    # one run would otherwise decide the comparison.
+    for _ in range(rounds):
+        for processes in range(1, len(cluster.servers) + 1):
+            cluster.nginx.reload([s.port for s in cluster.servers[:processes]])
+            result = client("throughput", {"urls": [ws], "pairs": spec_pairs, "window": 10, "seconds": seconds,
+                                           "warmup": 3}, None, timeout=seconds + 240)
+            runs.setdefault(str(processes), []).append(round(result["delivered_per_s"], 1))
+            log(f"{processes} uvicorn process(es) behind nginx: {runs[str(processes)][-1]} msgs/s delivered")
     cluster.nginx.reload([s.port for s in cluster.servers])
-    return figures
+    return {"best": {k: max(v) for k, v in runs.items()}, "runs": runs}
 
 
 def faults(cluster: Cluster, *, seconds: int) -> dict:
@@ -126,15 +129,16 @@ def faults(cluster: Cluster, *, seconds: int) -> dict:
     return {"faults": injected, "acknowledged": sum(len(a) for a in acked.values()),
             "send_failures_retried": sum(s.failures for s in senders),
             "follower_reconnects": sum(f.reconnects for f in followers),
-            "unacknowledged_at_deadline": sum(s.count - len(s.acked) for s in senders),
+            "planned_but_not_sent_by_the_deadline": sum(s.count - len(s.acked) for s in senders),
             "result": "ok: every acknowledged message exactly once, in order, in every stream"}
 
 
-def run(*, pairs: int, seconds: int, fault_seconds: int) -> dict:
-    summary: dict = {"machine_cpus": os.cpu_count(), "pairs": pairs, "seconds": seconds}
+def run(*, pairs: int, seconds: int, fault_seconds: int, rounds: int = 2) -> dict:
+    summary: dict = {"machine_cpus": os.cpu_count(), "pairs": pairs, "seconds": seconds, "rounds": rounds}
     RESULTS.mkdir(parents=True, exist_ok=True)
     with Cluster(web=3, overrides=BENCH_ENV) as cluster:
-        summary["throughput_msgs_per_s_by_processes"] = throughput(cluster, pairs=pairs, seconds=seconds)
+        summary["throughput_msgs_per_s_by_processes"] = throughput(cluster, pairs=pairs, seconds=seconds,
+                                                                   rounds=rounds)
         try:
             summary["faults"] = faults(cluster, seconds=fault_seconds)
         except AssertionError as error:
@@ -146,7 +150,8 @@ def run(*, pairs: int, seconds: int, fault_seconds: int) -> dict:
 def main() -> int:
     summary = run(pairs=int(os.environ.get("CLUSTER_BENCH_PAIRS", "50")),
                   seconds=int(os.environ.get("CLUSTER_BENCH_SECONDS", "15")),
-                  fault_seconds=int(os.environ.get("CLUSTER_BENCH_FAULT_SECONDS", "40")))
+                  fault_seconds=int(os.environ.get("CLUSTER_BENCH_FAULT_SECONDS", "40")),
+                  rounds=int(os.environ.get("CLUSTER_BENCH_ROUNDS", "2")))
     print(json.dumps(summary, indent=2), flush=True)
     return 0 if summary["faults"]["result"].startswith("ok") else 1
 

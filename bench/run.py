@@ -355,6 +355,16 @@ def scenario_contacts(seeds: dict, args: argparse.Namespace, results: dict) -> N
     log(f"contacts: {cases}")
 
 
+def scenario_cluster(seeds: dict, args: argparse.Namespace, results: dict) -> None:
+    """The `make cluster` layout through nginx (bench/cluster_bench.py): msgs/s for 1-3 processes, faults."""
+    from bench import cluster_bench
+
+    results["cluster"] = cluster_bench.run(pairs=50, seconds=5 if args.quick else 15,
+                                           fault_seconds=20 if args.quick else 40, rounds=1 if args.quick else 2)
+    log(f"cluster: {results['cluster']['throughput_msgs_per_s_by_processes']['best']} msgs/s by processes; "
+        f"faults: {results['cluster']['faults']['result']}")
+
+
 SCENARIOS = {
     "throughput": scenario_throughput,
     "latency": scenario_latency,
@@ -363,6 +373,7 @@ SCENARIOS = {
     "catchup": scenario_catchup,
     "signup": scenario_signup,
     "contacts": scenario_contacts,
+    "cluster": scenario_cluster,  # its own private services (scripts/cluster.py); needs no seeds
 }
 
 
@@ -405,6 +416,8 @@ def table(results: dict) -> str:
     for case, figures in contacts.items():
         add(f"6. contacts: {case} p50 (ms)", figures["p50_ms"], None, "< 100", "{:.1f}")
     add("7. signups (OTP request + verify per s)", get("signup", "per_s"), None, ">= 200")
+    for processes, figure in (get("cluster", "throughput_msgs_per_s_by_processes", "best") or {}).items():
+        add(f"8. through nginx, {processes} uvicorn process(es) (msgs/s)", figure, None, "(reported)")
     widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
     lines = [" | ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "-+-".join("-" * width for width in widths))
@@ -482,16 +495,18 @@ def main() -> None:
     started = time.monotonic()
     RESULTS.mkdir(parents=True, exist_ok=True)
     raise_fd_limit()
-    log("preparing the bench database")
-    reset_database(DATABASE_URL)
-    flush_redis()
-    env = server_env()
-    run_checked([PY, "manage.py", "migrate", "--noinput", "-v", "0"], env=env)
-    seeds = json.loads(run_checked(
-        [PY, "bench/seed.py", "--pairs", str(args.pairs), "--idle", str(args.idle), "--group", str(args.group),
-         "--catchup", str(args.catchup)], env={**env, "LOG_LEVEL": "ERROR"}, timeout=600,
-    ).strip().splitlines()[-1])
-    flush_redis()
+    seeds: dict = {}
+    if set(args.only.split(",")) - {"cluster"}:
+        log("preparing the bench database")
+        reset_database(DATABASE_URL)
+        flush_redis()
+        env = server_env()
+        run_checked([PY, "manage.py", "migrate", "--noinput", "-v", "0"], env=env)
+        seeds = json.loads(run_checked(
+            [PY, "bench/seed.py", "--pairs", str(args.pairs), "--idle", str(args.idle), "--group", str(args.group),
+             "--catchup", str(args.catchup)], env={**env, "LOG_LEVEL": "ERROR"}, timeout=600,
+        ).strip().splitlines()[-1])
+        flush_redis()
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "processor": _cpu_model()},
