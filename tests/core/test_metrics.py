@@ -215,3 +215,46 @@ def test_queue_depth_is_read_from_the_broker(client, metrics_token):
     assert depths[("messenger_celery_queue_depth", (("queue", "media"),))] == 1
     assert depths[("messenger_celery_queue_depth", (("queue", "default"),))] == 0
     redis.Redis.from_url(django_settings.REDIS_URL).delete("push", "media")
+
+
+# --- HTTP and moderation -----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_http_requests_are_counted_by_status_class(alice):
+    ok, missing = value("messenger_http_requests_total", method="GET", status="2xx"), value(
+        "messenger_http_requests_total", method="GET", status="4xx")
+    seconds = value("messenger_http_request_seconds_count")
+    alice.client.get("/api/v1/me")
+    alice.client.get("/api/v1/nothing-here")
+    assert value("messenger_http_requests_total", method="GET", status="2xx") == ok + 1
+    assert value("messenger_http_requests_total", method="GET", status="4xx") == missing + 1
+    assert value("messenger_http_request_seconds_count") == seconds + 2
+
+
+@pytest.mark.django_db
+def test_reports_suspensions_and_throttled_sends_are_counted(alice, bob, settings):
+    from moderation import services as moderation_services
+    from moderation import spam
+    from tests.factories import sign_in
+
+    reports = value("messenger_reports_total", reason="spam", target="user")
+    suspensions = value("messenger_suspensions_total")
+    throttled = value("messenger_spam_throttled_total")
+    assert alice.client.post("/api/v1/reports", {"reason": "spam", "user_id": str(bob.user.pk)},
+                             format="json").status_code == 201
+    assert value("messenger_reports_total", reason="spam", target="user") == reports + 1
+    moderation_services.user_suspend(user_id=bob.user.pk, staff=None)
+    assert value("messenger_suspensions_total") == suspensions + 1
+    settings.SPAM_SCORE_LIMIT = 1
+    spam.forget_known()
+    first, second = sign_in(), sign_in()
+    assert direct_send(alice, first).status_code == 201
+    assert direct_send(alice, second).status_code == 429
+    assert value("messenger_spam_throttled_total") == throttled + 1
+
+
+def direct_send(sender, other):
+    conversation = direct(sender, other)
+    return sender.client.post(f"/api/v1/conversations/{conversation}/messages",
+                              {"client_id": str(uuid.uuid4()), "type": "text", "text": "hi"}, format="json")
