@@ -90,6 +90,20 @@ SPAM_THROTTLED = Counter("messenger_spam_throttled_total",
 
 # --- Helpers ----------------------------------------------------------------------------------
 
+
+def socket_opened(consumer: Any) -> None:
+    """Count an accepted, authenticated socket (once; `socket_closed` undoes it once)."""
+    if not getattr(consumer, "_metrics_live", False):
+        consumer._metrics_live = True
+        LIVE_SOCKETS.inc()
+
+
+def socket_closed(consumer: Any) -> None:
+    if getattr(consumer, "_metrics_live", False):
+        consumer._metrics_live = False
+        LIVE_SOCKETS.dec()
+
+
 # ratelimit scopes -> the reason label of a refusal
 _REFUSAL_REASONS = {
     "otp-number": "per_number", "otp-ip": "per_ip", "otp-prefix": "per_prefix", "otp-resend": "resend_cooldown",

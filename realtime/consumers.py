@@ -64,7 +64,6 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.user = device.user
         self.user_id = str(device.user_id)
         self.device_id = str(device.pk)
-        metrics.LIVE_SOCKETS.inc()  # ops: undone in disconnect()
         self.connection_id = uuid.uuid4().hex
         self.my_groups = [user_group(self.user_id), device_group(self.device_id)]
         self.last_sent: int | None = None
@@ -84,6 +83,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         for group in self.my_groups:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        metrics.socket_opened(self)  # ops: undone in disconnect()
         self.spawn(self._heartbeat())
         try:
             active, viewers = await database_sync_to_async(handlers.socket_heartbeat)(
@@ -102,7 +102,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.user_id is None:
             return
-        metrics.LIVE_SOCKETS.dec()  # ops
+        metrics.socket_closed(self)  # ops
         logger.info("socket closed", extra={"event": "socket", "close_code": code, "user_id": self.user_id})  # ops
         self.closing = True
         ack_task = self.ack_task
