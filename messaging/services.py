@@ -859,7 +859,7 @@ def message_remove(*, message_id: object) -> bool:
     whoever sent it and however old it is; its members get `message.deleted`. False when it
     was already deleted (nothing emitted). NotFound for an unknown id."""
     with transaction.atomic():
-        message = (Message.objects.select_for_update().select_related("conversation")
+        message = (Message.objects.select_for_update(of=("self",)).select_related("conversation")
                    .filter(pk=as_uuid(str(message_id))).first())
         if message is None:
             raise NotFound()
