@@ -82,6 +82,7 @@ class StreamingReplica:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(400)  # two clusters, a base backup and migrations on a shared machine
 def test_history_is_read_from_a_streaming_replica_and_writes_go_to_the_primary():
     primary = PrivatePostgres()
     replica = None
