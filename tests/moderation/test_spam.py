@@ -106,3 +106,22 @@ def test_one_batch_opening_many_conversations_is_judged_as_it_goes(alice):
 def test_the_throttle_can_be_turned_off(alice, settings):
     settings.SPAM_NEW_ACCOUNT_HOURS = 0
     assert all(send(alice, direct(alice, t)).status_code == 201 for t in strangers(7))
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_throttled_socket_send_gets_a_rate_limited_error_frame(alice, settings):
+    from channels.db import database_sync_to_async
+
+    from tests.realtime.conftest import open_socket
+
+    settings.SPAM_SCORE_LIMIT = 1
+    first, second = await database_sync_to_async(strangers)(2)
+    conversations = [await database_sync_to_async(direct)(alice, other) for other in (first, second)]
+    client = await open_socket(alice.token)
+    for ref, conversation in enumerate(conversations):
+        await client.send({"type": "message.send", "ref": str(ref), "conversation_id": conversation,
+                           "message": {"client_id": str(uuid.uuid4()), "type": "text", "text": "hi"}})
+    sent = await client.recv_type("message.sent")
+    refused = await client.recv_type("error")
+    assert (sent["ref"], refused["ref"], refused["code"]) == ("0", "1", "rate_limited")
+    await client.close()
