@@ -10,7 +10,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/messenger
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
 export SECRET_KEY ?= test-secret-key-not-for-production-0123456789
 
-.PHONY: run test lint check-services stack migrate bench soak clean web web-screenshots
+.PHONY: run test lint check-services stack migrate bench soak clean web web-screenshots cluster cluster-bench restore-drill
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -66,3 +66,16 @@ web:
 # TEST_DATABASE_URL / TEST_REDIS_URL, Debian's Chromium through Playwright).
 web-screenshots: $(STAMP) check-services
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) scripts/web_screenshots.py
+# The production layout on one machine (nginx, 3 uvicorn, PgBouncer, 2 Redis shards, a worker per
+# queue, beat) on private services; installs nginx/PgBouncer from Debian when missing. Ctrl-C stops.
+cluster: $(STAMP)
+	CLUSTER_PORT=$${CLUSTER_PORT:-8080} $(PY) scripts/cluster.py up
+
+# Throughput through nginx with 1, 2, 3 uvicorn processes, then a uvicorn and a Redis shard killed
+# mid-run and the exactly-once check (bench/cluster_bench.py).
+cluster-bench: $(STAMP)
+	$(PY) -m bench.cluster_bench
+
+# Backup and restore drill on a private PostgreSQL: traffic, pg_dump, drop, restore, exactly-once check.
+restore-drill: $(STAMP)
+	$(PY) scripts/restore_drill.py

@@ -13,10 +13,11 @@ class DeviceInline(admin.TabularInline):
 
 @admin.register(User)
 class UserAdmin(admin.ModelAdmin):
-    list_display = ("id", "display_name", "created_at", "is_active", "is_staff", "deleted_at")
+    list_display = ("id", "display_name", "created_at", "is_active", "is_staff", "deleted_at", "suspended_at")
     list_filter = ("is_active", "is_staff", "discoverable")
     search_fields = ("id", "display_name")
-    readonly_fields = ("id", "created_at", "last_seen_at", "deleted_at", "last_login")
+    # Suspension goes through moderation (Suspensions in the admin), which also closes the sockets.
+    readonly_fields = ("id", "created_at", "last_seen_at", "deleted_at", "last_login", "suspended_at")
     exclude = ("password",)
     inlines = [DeviceInline]
 

@@ -60,6 +60,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     last_seen_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Set by staff (moderation): every token is refused and sign-in answers 403 account_suspended.
+    suspended_at = models.DateTimeField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
 

@@ -19,13 +19,15 @@ def device_get_by_token(*, token: str) -> Device | None:
         return None
     return (
         Device.objects.select_related("user")
-        .filter(token_hash=token_digest(token), revoked_at__isnull=True, user__is_active=True)
+        .filter(token_hash=token_digest(token), revoked_at__isnull=True, user__is_active=True,
+                user__suspended_at__isnull=True)
         .first()
     )
 
 
 def device_is_active(*, device_id: object) -> bool:
-    return Device.objects.filter(pk=device_id, revoked_at__isnull=True, user__is_active=True).exists()
+    return Device.objects.filter(pk=device_id, revoked_at__isnull=True, user__is_active=True,
+                                 user__suspended_at__isnull=True).exists()
 
 
 def has_push_device(user_field: str = "user_id") -> Exists:

@@ -14,7 +14,7 @@ from django.utils.module_loading import import_string
 
 from accounts.models import Device, PhoneVerification, PushProvider, User, Visibility
 from accounts.tasks import send_otp_sms
-from core import ratelimit
+from core import metrics, ratelimit
 from core.crypto import constant_time_equals, keyed_hash, new_numeric_code, new_token, token_digest
 from core.errors import ApplicationError, NotFound, RateLimited, ValidationFailed
 from core.ids import uuid_or_not_found
@@ -35,6 +35,12 @@ class CodeExpired(ApplicationError):
     status = 400
     code = "code_expired"
     default_message = "The code has expired; request a new one."
+
+
+class AccountSuspended(ApplicationError):
+    status = 403
+    code = "account_suspended"
+    default_message = "This account is suspended."
 
 
 class TooManyAttempts(RateLimited):
@@ -65,12 +71,14 @@ def _code_hash(verification_key: str, code: str) -> str:
     return keyed_hash("otp-code", f"{verification_key}:{code}")
 
 
+@metrics.counts_refusals(metrics.OTP_REFUSALS)
 def otp_request(*, phone: object, region: object = None, client_ip: str) -> OtpRequested:
     """Send a fresh code to the number, within the resend cooldown and SMS limits.
 
     Test numbers (OTP_TEST_NUMBERS) get the fixed OTP_TEST_CODE, no SMS, and
     so no SMS limits.
     """
+    metrics.OTP_REQUESTS.inc()
     e164 = normalize_phone(phone, region)
     phone_key = _phone_key(e164)
     now = timezone.now()
@@ -86,7 +94,9 @@ def otp_request(*, phone: object, region: object = None, client_ip: str) -> OtpR
         if latest is not None:
             wait = settings.OTP_RESEND_AFTER_SECONDS - (now - latest.created_at).total_seconds()
             if wait > 0:
-                raise RateLimited("Wait before asking for another code.", retry_after=int(wait) + 1)
+                cooldown = RateLimited("Wait before asking for another code.", retry_after=int(wait) + 1)
+                cooldown.scope = "otp-resend"
+                raise cooldown
         # Check every limit before spending any, so one refusal does not eat the others' budget.
         ratelimit.ensure_not_exhausted("otp-ip", client_ip, settings.OTP_LIMIT_PER_IP, cost=1)
         ratelimit.ensure_not_exhausted("otp-prefix", country_prefix(e164), settings.OTP_LIMIT_PER_PREFIX, cost=1)
@@ -116,6 +126,7 @@ def _run_hooks(setting_name: str, **kwargs: Any) -> None:
         import_string(path)(**kwargs)
 
 
+@metrics.counts_refusals(metrics.OTP_VERIFY_FAILURES)
 def otp_verify(
     *, phone: object, code: str, device_name: str, platform: str, client_ip: str, region: object = None
 ) -> SignedIn:
@@ -174,6 +185,8 @@ def _sign_in(*, e164: str, device_name: str, platform: str) -> SignedIn:
                 if not user.is_active:
                     # A deleted account keeps no phone, so this is a disabled one.
                     raise NotFound("This account is disabled.")
+                if user.suspended_at is not None:
+                    raise AccountSuspended()
                 device, token = device_create(user=user, name=device_name, platform=platform)
                 if created:
                     _run_hooks("ACCOUNT_REGISTERED_HOOKS", user_id=user.pk)

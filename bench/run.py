@@ -382,6 +382,14 @@ def scenario_media_upload(seeds: dict, args: argparse.Namespace, results: dict) 
     log("media upload (MiB/s): plain POST {:.0f}, tus one PATCH {:.0f}, tus 8 MiB PATCHes {:.0f}".format(
         figures["plain_post"]["mib_per_s"], figures["tus_one_patch"]["mib_per_s"],
         figures["tus_8mib_patches"]["mib_per_s"]))
+def scenario_cluster(seeds: dict, args: argparse.Namespace, results: dict) -> None:
+    """The `make cluster` layout through nginx (bench/cluster_bench.py): msgs/s for 1-3 processes, faults."""
+    from bench import cluster_bench
+
+    results["cluster"] = cluster_bench.run(pairs=50, seconds=5 if args.quick else 15,
+                                           fault_seconds=20 if args.quick else 40, rounds=1 if args.quick else 2)
+    log(f"cluster: {results['cluster']['throughput_msgs_per_s_by_processes']['best']} msgs/s by processes; "
+        f"faults: {results['cluster']['faults']['result']}")
 
 
 SCENARIOS = {
@@ -394,10 +402,11 @@ SCENARIOS = {
     "contacts": scenario_contacts,
     "redpackets": scenario_redpackets,
     "media_upload": scenario_media_upload,
+    "cluster": scenario_cluster,  # its own private services (scripts/cluster.py); needs no seeds
 }
 # Scenarios that need none of bench/seed.py's users (they seed their own, or nothing):
 # run alone, they skip the shared seeding.
-UNSEEDED = {"contacts", "redpackets", "media_upload"}
+UNSEEDED = {"contacts", "redpackets", "media_upload", "cluster"}
 
 
 # --- Report -------------------------------------------------------------------------------------
@@ -446,6 +455,8 @@ def table(results: dict) -> str:
         get("media_upload", "plain_post", "mib_per_s"), "(reported)")
     add("8. upload MiB/s: tus, 8 MiB PATCHes (vs plain POST)", get("media_upload", "tus_8mib_patches", "mib_per_s"),
         get("media_upload", "plain_post", "mib_per_s"), "(reported)")
+    for processes, figure in (get("cluster", "throughput_msgs_per_s_by_processes", "best") or {}).items():
+        add(f"8. through nginx, {processes} uvicorn process(es) (msgs/s)", figure, None, "(reported)")
     widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
     lines = [" | ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "-+-".join("-" * width for width in widths))
@@ -530,18 +541,18 @@ def main() -> None:
     started = time.monotonic()
     RESULTS.mkdir(parents=True, exist_ok=True)
     raise_fd_limit()
-    log("preparing the bench database")
-    reset_database(DATABASE_URL)
-    flush_redis()
-    env = server_env()
-    run_checked([PY, "manage.py", "migrate", "--noinput", "-v", "0"], env=env)
     seeds: dict[str, Any] = {}
     if set(args.only.split(",")) - UNSEEDED:
+        log("preparing the bench database")
+        reset_database(DATABASE_URL)
+        flush_redis()
+        env = server_env()
+        run_checked([PY, "manage.py", "migrate", "--noinput", "-v", "0"], env=env)
         seeds = json.loads(run_checked(
             [PY, "bench/seed.py", "--pairs", str(args.pairs), "--idle", str(args.idle), "--group", str(args.group),
              "--catchup", str(args.catchup)], env={**env, "LOG_LEVEL": "ERROR"}, timeout=600,
         ).strip().splitlines()[-1])
-    flush_redis()
+        flush_redis()
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "processor": _cpu_model()},

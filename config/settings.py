@@ -72,6 +72,11 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so that every answer a browser on another origin gets (a 503 too) carries CORS headers.
     "corsheaders.middleware.CorsMiddleware",
+    "moderation",
+]
+
+MIDDLEWARE = [
+    "core.middleware.RequestLogMiddleware",
     "core.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # WhiteNoise, plus the web client's built assets under /app/assets/.
@@ -107,22 +112,12 @@ TEMPLATES = [
 # --- Storage -----------------------------------------------------------------
 
 DATABASE_URL = env_str("DATABASE_URL")
-if DATABASE_URL:
-    DATABASES = {
-        "default": dj_database_url.parse(
-            # No health check per request: it costs a round trip on every socket hop, and a
-            # connection that broke is closed after the failing request anyway (503, then reconnect).
-            DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=False
-        )
-    }
-else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": BASE_DIR / "db.sqlite3",
-            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
-        }
-    }
+# Read-only selectors marked `core.db.replica_ok` read from this streaming replica (config.routers);
+# everything else, and every read inside a transaction, stays on the primary.
+DATABASE_REPLICA_URL = env_str("DATABASE_REPLICA_URL")
+# Behind PgBouncer in transaction mode: no server-side prepared statements or cursors, no
+# session-level startup options (set statement_timeout on the role instead; see deploy/).
+DB_PGBOUNCER = env_bool("DB_PGBOUNCER", default=False)
 # Connections per server process: a bounded pool (psycopg_pool). Under ASGI every request
 # runs in a fresh thread-sensitive context, so per-thread persistent connections
 # (CONN_MAX_AGE > 0) pile up until PostgreSQL refuses clients; pooled connections go back
@@ -136,20 +131,33 @@ DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 3)
 # The socket's send path runs its one statement per batch on an async pool of its own
 # (core.asyncdb), straight from the event loop: this many connections per process.
 DB_ASYNC_POOL_SIZE = env_int("DB_ASYNC_POOL_SIZE", 4)
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # A dead database must fail fast (503), never hang a request.
-    DATABASES["default"].setdefault("OPTIONS", {})
-    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", DB_CONNECT_TIMEOUT)
-    DATABASES["default"]["OPTIONS"].setdefault(
-        "options", f"-c statement_timeout={env_int('DB_STATEMENT_TIMEOUT_MS', 15000)}"
+
+def postgres_database(url: str) -> dict:
+    """One PostgreSQL alias (the primary or the replica) with the server's connection policy."""
+    database = dj_database_url.parse(
+        # No health check per request: it costs a round trip on every socket hop, and a
+        # connection that broke is closed after the failing request anyway (503, then reconnect).
+        url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=False
     )
+    if database["ENGINE"] != "django.db.backends.postgresql":
+        return database
+    options = database.setdefault("OPTIONS", {})
+    # A dead database must fail fast (503), never hang a request.
+    options.setdefault("connect_timeout", DB_CONNECT_TIMEOUT)
     # Names this server's connections in pg_stat_activity (operators, and the pool-bound test).
-    DATABASES["default"]["OPTIONS"].setdefault("application_name", env_str("DB_APPLICATION_NAME", "messenger"))
+    options.setdefault("application_name", env_str("DB_APPLICATION_NAME", "messenger"))
+    if DB_PGBOUNCER:
+        # A transaction-mode pooler hands each transaction to any server connection: psycopg's
+        # automatic prepared statements and Django's server-side cursors would land on the wrong one.
+        options["prepare_threshold"] = None
+        database["DISABLE_SERVER_SIDE_CURSORS"] = True
+    else:
+        options.setdefault("options", f"-c statement_timeout={env_int('DB_STATEMENT_TIMEOUT_MS', 15000)}")
     if DB_POOL_MAX_SIZE > 0:
         # Django's backend with a pool that waits for a busy pool but not for a dead database.
-        DATABASES["default"]["ENGINE"] = "core.postgresql"
-        DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django must not
-        DATABASES["default"]["OPTIONS"]["pool"] = {
+        database["ENGINE"] = "core.postgresql"
+        database["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django must not
+        options["pool"] = {
             "min_size": min(DB_POOL_MIN_SIZE, DB_POOL_MAX_SIZE),
             "max_size": DB_POOL_MAX_SIZE,
             "timeout": DB_POOL_TIMEOUT,
@@ -160,7 +168,25 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         }
         # Checked at checkout (one round trip): after a database restart the pool replaces
         # its dead connections instead of failing one request for each.
-        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        database["CONN_HEALTH_CHECKS"] = True
+    return database
+
+
+if DATABASE_URL:
+    DATABASES = {"default": postgres_database(DATABASE_URL)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": BASE_DIR / "db.sqlite3",
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+        }
+    }
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = postgres_database(DATABASE_REPLICA_URL)
+    # The test run has no replica of its own test database: the alias mirrors the primary there.
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["core.db.ReplicaRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -178,10 +204,13 @@ if REDIS_URL:
     }
     # channels-redis's pub/sub layer with pipelined multi-group sends (realtime/layers.py):
     # a doorbell needs no stored membership, and a batch of rings is one round trip.
+    # Sharded over several Redis servers when CHANNEL_REDIS_URLS lists them (every process must
+    # list the same servers in the same order: a group's shard is a hash of its name).
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "streams.layers.PipelinedPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNEL_LAYER_PREFIX", "asgi")},
+            "CONFIG": {"hosts": env_list("CHANNEL_REDIS_URLS") or [REDIS_URL],
+                       "prefix": env_str("CHANNEL_LAYER_PREFIX", "asgi")},
         }
     }
 else:
@@ -215,6 +244,23 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE: dict = {}
+# Queues by kind, so each gets workers of its own (`celery -A config worker -Q push`) and a burst
+# of one kind (an export, a 100,000-member fan-out) cannot starve another (an OTP SMS, a push).
+# A worker started without -Q consumes all of them. Routes are by task name; the rest go to default.
+CELERY_QUEUE_NAMES = ["default", "push", "fanout", "media", "exports"]
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES = {name: {"routing_key": name} for name in CELERY_QUEUE_NAMES}
+CELERY_TASK_ROUTES = {
+    "notifications.*": {"queue": "push"},
+    "messaging.fanout": {"queue": "fanout"},
+    "messaging.fanout_sweep": {"queue": "fanout"},
+    "contacts.notify_contact_joined": {"queue": "fanout"},
+    "exports.announce_batch": {"queue": "fanout"},
+    "media.*": {"queue": "media"},
+    "exports.*": {"queue": "exports"},
+}
+# Logging is Django's LOGGING (JSON or text); a worker must not replace it with its own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- REST --------------------------------------------------------------------
 
@@ -679,16 +725,33 @@ CORS_PREFLIGHT_MAX_AGE = 86400
 # Extra sources for the page's connect-src (e.g. an API served from another host).
 WEB_CLIENT_CONNECT_SRC = env_list("WEB_CLIENT_CONNECT_SRC")
 
-# --- Logging: never log phone numbers or address books. -----------------------------
+# --- Moderation ------------------------------------------------------------------------
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
-}
+# (moderation settings)
+# The spam throttle (moderation.spam): accounts younger than SPAM_NEW_ACCOUNT_HOURS whose score
+# reached SPAM_SCORE_LIMIT cannot open more conversations with strangers. 0 hours turns it off.
+MESSAGING_SEND_SCREEN = "moderation.spam.sends_screen"
+# Answers in the process (no query) whether a batch's senders need the screen at all.
+MESSAGING_SEND_SCREEN_NEEDED = "moderation.spam.screening_needed"
+SPAM_NEW_ACCOUNT_HOURS = env_int("SPAM_NEW_ACCOUNT_HOURS", 72)
+SPAM_SCORE_LIMIT = env_int("SPAM_SCORE_LIMIT", 20)
+SPAM_REPORT_WEIGHT = env_int("SPAM_REPORT_WEIGHT", 5)
+SPAM_SENDS_PER_POINT = env_int("SPAM_SENDS_PER_POINT", 30)
+SPAM_RETRY_AFTER_SECONDS = env_int("SPAM_RETRY_AFTER_SECONDS", 3600)
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["ReportReasonEnum"] = "moderation.models.ReportReason"
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["ReportStatusEnum"] = "moderation.models.ReportStatus"
+
+# --- Operations: logs and metrics --------------------------------------------------------
+
+# Never log phone numbers, tokens or message text (core.logging scrubs and allow-lists fields).
+LOG_FORMAT = env_str("LOG_FORMAT", "text")
+if LOG_FORMAT not in {"json", "text"}:
+    raise ValueError("LOG_FORMAT must be json or text")
+from core.logging import logging_config  # noqa: E402 - the formatter module needs no settings
+
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env_str("LOG_LEVEL", "INFO"))
+# GET /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset, it is 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
 
 USE_TZ = True
 TIME_ZONE = "UTC"

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core.apis import HealthApi
+from core.metrics_view import metrics
 
 api_v1 = [
     path("", include("accounts.urls")),
@@ -14,10 +15,12 @@ api_v1 = [
     path("", include("payments.urls")),
     path("", include("redpackets.urls")),
     path("", include("calls.urls")),
+    path("", include("moderation.urls")),
 ]
 
 urlpatterns = [
     path("healthz", HealthApi.as_view(), name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/v1/", include(api_v1)),

@@ -21,7 +21,7 @@ from contacts import bulk, events, selectors
 from contacts.bulk import PublicUser
 from contacts.hashing import book_keys, discovery_digest
 from contacts.models import Block, BookEntry, DiscoveryPepper, JoinedNotified, PhoneIndex
-from core import ratelimit
+from core import metrics, ratelimit
 from core.errors import NotFound, ValidationFailed
 from streams.services import stream_append
 
@@ -256,6 +256,8 @@ def contacts_sync(*, user: User, pepper_id: object, mode: object, hashes: object
     ratelimit.hit("contacts-sync-ip", client_ip, settings.CONTACTS_SYNC_LIMIT_PER_IP)
     pepper = selectors.pepper_for_upload(pepper_id=pepper_id)
     keys = book_keys(pepper.pk, cleaned)
+    metrics.CONTACT_SYNCS.labels(mode).inc()
+    metrics.CONTACT_SYNC_HASHES.observe(len(cleaned))
     result = SyncResult()
 
     with transaction.atomic():

@@ -5,4 +5,5 @@ class CoreConfig(AppConfig):
     name = "core"
 
     def ready(self) -> None:
-        from core import checks  # noqa: F401  (registers system checks)
+        # System checks; the Celery signals (request ids, the task log line, task metrics).
+        from core import checks, tasklog  # noqa: F401

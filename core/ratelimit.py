@@ -36,7 +36,7 @@ def ensure_not_exhausted(scope: str, subject: str, limit: Limit, *,
     allowed, window = limit
     key, retry_after = _cache_key(scope, subject, window)
     if int(cache.get(key) or 0) + cost > allowed:
-        raise error(retry_after=retry_after)
+        raise _refusal(error, scope, retry_after)
 
 
 def hit(scope: str, subject: str, limit: Limit, *, cost: int = 1,
@@ -51,7 +51,7 @@ def hit(scope: str, subject: str, limit: Limit, *, cost: int = 1,
         cache.add(key, 0, timeout=window + 1)
         used = cache.incr(key, cost)
     if used > allowed:
-        raise error(retry_after=retry_after)
+        raise _refusal(error, scope, retry_after)
     return used
 
 
@@ -138,3 +138,7 @@ async def spend_many_async(scope: str, costs: dict[str, int], limit: Limit) -> N
             pipe.incrby(full_key, cost)
             pipe.expire(full_key, window + 1, nx=True)
         await pipe.execute()
+def _refusal(error: type[RateLimited], scope: str, retry_after: int) -> RateLimited:
+    refused = error(retry_after=retry_after)
+    refused.scope = scope  # which limit refused it: the reason label of core.metrics counters
+    return refused

@@ -7,6 +7,7 @@ ids into the shapes messaging works with.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -61,3 +62,50 @@ def push_notify(**kwargs: Any) -> None:
     path = getattr(settings, "MESSAGING_PUSH_NOTIFY", "")
     if path:
         import_string(path)(**kwargs)
+
+
+@dataclass(frozen=True)
+class ScreenedSend:
+    """What a send screen sees of one send that passed the payload checks."""
+
+    index: int
+    sender_id: str
+    conversation_id: str
+
+
+def _screened(pending: list[Any]) -> list[ScreenedSend]:
+    return [ScreenedSend(item.index, item.request.sender_id, str(item.conversation_id)) for item in pending]
+
+
+def _apply_screen(pending: list[Any], results: list[Any], refused: dict[int, Any]) -> list[Any]:
+    if not refused:
+        return pending
+    for index, error in refused.items():
+        results[index] = error
+    return [item for item in pending if item.index not in refused]
+
+
+def sends_screen(pending: list[Any], results: list[Any]) -> list[Any]:
+    """MESSAGING_SEND_SCREEN (moderation.spam.sends_screen): a higher app may refuse some sends
+    of a batch (the spam throttle), before any write; a refused send gets its error in
+    `results` and is dropped from the batch."""
+    path = getattr(settings, "MESSAGING_SEND_SCREEN", "")
+    if not path or not pending:
+        return pending
+    return _apply_screen(pending, results, import_string(path)(sends=_screened(pending)))
+
+
+async def sends_screen_async(pending: list[Any], results: list[Any]) -> list[Any]:
+    """The same from the event loop: MESSAGING_SEND_SCREEN_NEEDED answers in the process
+    (established senders need no screening, no query); only otherwise does the screen
+    run, on a thread."""
+    path = getattr(settings, "MESSAGING_SEND_SCREEN", "")
+    if not path or not pending:
+        return pending
+    needed = getattr(settings, "MESSAGING_SEND_SCREEN_NEEDED", "")
+    if needed and not import_string(needed)(sender_ids={item.request.sender_id for item in pending}):
+        return pending
+    from asgiref.sync import sync_to_async
+
+    refused = await sync_to_async(import_string(path), thread_sensitive=False)(sends=_screened(pending))
+    return _apply_screen(pending, results, refused)

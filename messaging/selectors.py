@@ -16,6 +16,7 @@ from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery,
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from core.db import replica_ok
 from core.errors import NotFound
 from core.serializers import timestamp
 from messaging import integrations
@@ -112,6 +113,7 @@ def _hidden_for(user_id: object) -> Exists:
     return Exists(MessageHidden.objects.filter(message=OuterRef("pk"), user_id=user_id))
 
 
+@replica_ok  # a history page may be a moment behind (core.db)
 def message_history(*, user_id: object, conversation_id: object, before_seq: int | None = None,
                     after_seq: int | None = None, limit: int = 50) -> tuple[list[Message], bool]:
     """A page of history, oldest first. `after_seq` reads forward from there;
@@ -239,6 +241,7 @@ def conversations_public(memberships: list[Membership]) -> list[dict[str, Any]]:
     return out
 
 
+@replica_ok  # the list may be a moment behind (core.db)
 def conversation_list(*, user_id: object, limit: int = 100, before: datetime | None = None) -> list[dict[str, Any]]:
     """The caller's conversations, most recent activity first."""
     qs = _annotated_memberships(user_id)

@@ -28,6 +28,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from accounts.models import Device
+from core import metrics
 from notifications.backends import get_push_backend
 from notifications.models import OPEN_STATUSES, DeliveryStatus, PushDelivery
 from notifications.providers.base import Failed, Outcome, PushMessage, Retry, Sent, TokenGone
@@ -354,6 +355,8 @@ def _send(message: PushMessage) -> Outcome:
 
 def _record(*, row: PushDelivery, message: PushMessage, outcome: Outcome) -> RetryLater | None:
     with transaction.atomic():
+        attempts_left = row.attempts < settings.PUSH_MAX_ATTEMPTS
+        metrics.PUSH.labels(message.provider, _outcome_label(outcome, attempts_left=attempts_left)).inc()
         if isinstance(outcome, Sent):
             _finish(row, DeliveryStatus.SENT)
         elif isinstance(outcome, TokenGone):
@@ -378,6 +381,17 @@ def _record(*, row: PushDelivery, message: PushMessage, outcome: Outcome) -> Ret
             _finish(row, DeliveryStatus.FAILED, error=outcome.reason)
             logger.warning("push %s failed for good: %s", row.pk, outcome.reason)
     return None
+
+
+def _outcome_label(outcome: Outcome, *, attempts_left: bool) -> str:
+    """The `outcome` label of messenger_push_total: sent, pruned (token gone), retried, failed."""
+    if isinstance(outcome, Sent):
+        return "sent"
+    if isinstance(outcome, TokenGone):
+        return "pruned"
+    if isinstance(outcome, Retry) and attempts_left:
+        return "retried"
+    return "failed"
 
 
 # --- Housekeeping ----------------------------------------------------------------------

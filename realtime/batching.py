@@ -23,6 +23,7 @@ from typing import Any
 
 from django.conf import settings
 
+from core import metrics
 from core.errors import ApplicationError, to_application_error
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,9 @@ class Batcher:
             self.in_flight -= 1
             self.batches += 1
             self._schedule()
+        metrics.SEND_BATCH_SIZE.observe(len(batch))
+        logger.info("frame batch", extra={"event": "frame_batch", "batch_size": len(batch),
+                                          "errors": sum(isinstance(r, ApplicationError) for r in results)})
         for (_, done), result in zip(batch, results, strict=True):
             try:
                 await done(result)

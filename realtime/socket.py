@@ -40,6 +40,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from core import metrics
 from core.errors import ApplicationError, ValidationFailed, to_application_error
 from realtime import handlers, housekeeping
 from realtime.frames import FloodGuard, error_frame, frame_decode, frame_encode, frame_ref
@@ -102,6 +103,7 @@ class Socket:
             self.user_id, self.device_id = str(device.user_id), str(device.pk)
             self.user_key, self.device_key = hub_key(self.user_id), hub_key(self.device_id)
             await hub().attach(self)  # before the device is re-checked: see _opened
+            metrics.LIVE_SOCKETS.inc()
             housekeeping.attach(self)
             viewers = await self._opened()
         await self._send({"type": "websocket.accept"})
@@ -144,6 +146,8 @@ class Socket:
     async def _closed(self) -> None:
         self.closed = True
         hub().detach(self)
+        metrics.LIVE_SOCKETS.dec()
+        logger.info("socket closed", extra={"event": "socket", "user_id": self.user_id})
         housekeeping.detach(self)
         if self.gap_timer is not None:
             self.gap_timer.cancel()
@@ -182,6 +186,7 @@ class Socket:
     # --- Client frames -------------------------------------------------------------------
 
     async def on_frame(self, text: str | None) -> None:
+        metrics.WS_FRAMES_IN.inc()
         if self.closed:
             return
         verdict = self.flood.check()
@@ -228,6 +233,8 @@ class Socket:
             await self._send({"type": "websocket.send", "text": text})
         except Exception:  # noqa: BLE001 - the client went away mid-write; its disconnect follows
             self.closed = True
+            return
+        metrics.WS_FRAMES_OUT.inc()
 
     async def flush_backlog(self) -> bool:
         """The housekeeper's turn: write what queued while the transport is writable again.

@@ -18,6 +18,7 @@ from uuid import UUID
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core import metrics
 from core.serializers import timestamp
 from streams.encoding import event_frame, json_text
 from streams.hub import Events, events_for, ring_now
@@ -68,6 +69,7 @@ def stream_append(events: Iterable[PendingEvent]) -> list[Event]:
     pending = list(events)
     if not pending:
         return []
+    metrics.STREAM_APPEND_EVENTS.observe(len(pending))
     with transaction.atomic():
         counts: dict[str, int] = {}
         for event in pending:
@@ -94,6 +96,7 @@ def stream_append(events: Iterable[PendingEvent]) -> list[Event]:
     return rows
 
 
+@metrics.SEND_RING.time()
 def _ring(frames: Events) -> None:
     """After commit: every process's sockets of these users get their new events (best effort)."""
     ring_now(events=frames)

@@ -9,15 +9,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from core.errors import Conflict, Forbidden, ValidationFailed
+from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from messaging import events
 from messaging.models import (
     ADMIN_ROLES,
     ConversationType,
     Membership,
+    Message,
     MessageHidden,
 )
 from messaging.selectors import (
+    as_uuid,
     message_get_for_member,
     message_public,
 )
@@ -77,3 +79,24 @@ def message_delete(*, user: User, message_id: object, scope: str) -> None:
         message.save(update_fields=["deleted_at", "text", "attachment_id", "location"])
         stream_append(emit_to_members(conversation=message.conversation, type=events.MESSAGE_DELETED,
                                        actor_id=user.pk, data=data, message=message))
+
+
+def message_remove(*, message_id: object) -> bool:
+    """Staff removal (moderation): the message becomes deleted for everyone, as a recall does,
+    whoever sent it and however old it is; its members get `message.deleted`. False when it
+    was already deleted (nothing emitted). NotFound for an unknown id."""
+    with transaction.atomic():
+        message = (Message.objects.select_for_update(of=("self",)).select_related("conversation")
+                   .filter(pk=as_uuid(str(message_id))).first())
+        if message is None:
+            raise NotFound()
+        if message.deleted_at is not None:
+            return False
+        data = events.message_deleted(conversation_id=str(message.conversation_id), message_id=str(message.pk),
+                                      seq=message.seq, scope="everyone")
+        message.deleted_at = timezone.now()
+        message.text, message.attachment_id, message.location = "", None, None
+        message.save(update_fields=["deleted_at", "text", "attachment_id", "location"])
+        stream_append(emit_to_members(conversation=message.conversation, type=events.MESSAGE_DELETED,
+                                      actor_id=None, data=data, message=message))
+    return True

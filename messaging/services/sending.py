@@ -36,7 +36,7 @@ from redis.exceptions import RedisError
 
 from accounts.models import User
 from accounts.selectors import has_push_device
-from core import asyncdb, ratelimit
+from core import asyncdb, metrics, ratelimit
 from core.errors import ApplicationError, Conflict, Forbidden, NotFound, RateLimited, ValidationFailed
 from core.sunset import ensure_writable, ensure_writable_async
 from messaging import events, integrations
@@ -91,6 +91,7 @@ class _Send:
     index: int
     request: SendRequest
     data: dict[str, Any]
+    conversation_id: uuid.UUID | None = None
     message_id: uuid.UUID = field(default_factory=uuid.uuid4)
     # The ORM path's working state (SQLite).
     membership: Membership | None = None
@@ -117,10 +118,12 @@ class _AfterCommit:
             enqueue_fanout(self.fanout_job_ids)
 
     def ring_sync(self) -> None:
-        ring_now(events=self.events)
+        with metrics.SEND_RING.time():
+            ring_now(events=self.events)
 
     async def run_async(self) -> None:
-        await hub().ring(events=self.events)
+        with metrics.SEND_RING.time():
+            await hub().ring(events=self.events)
         if self.pushes or self.fanout_job_ids:
             await database_sync_to_async(self.enqueue, thread_sensitive=False)()
 
@@ -153,14 +156,18 @@ def message_send_many(requests: Sequence[SendRequest | Mapping[str, Any]]) -> li
     accepted = _validate(requests, results)
     if not accepted:
         return results
+    accepted = integrations.sends_screen(accepted, results)  # the spam throttle (MESSAGING_SEND_SCREEN)
     if connection.vendor != "postgresql":
         _send_orm(accepted, results)
+        _count_sent(results)
         return results
     for batch in _rounds(accepted, results):
         allowances, retry_after = _allowances(batch)
-        after = _write_pg(batch, results, allowances=allowances, retry_after=retry_after)
+        with metrics.SEND_COMMIT.time():
+            after = _write_pg(batch, results, allowances=allowances, retry_after=retry_after)
         if after is not None:
             _spend(after.sent_by_sender)
+            metrics.MESSAGES_SENT.inc(sum(after.sent_by_sender.values()))
     return results
 
 
@@ -180,7 +187,7 @@ async def message_send_many_async(requests: list[SendRequest]) -> list[Result]:
     if not asyncdb.available():
         # SQLite: one writer at a time, on the thread that owns Django's connection.
         return await database_sync_to_async(message_send_many)(requests)
-    accepted = _validate(requests, results)
+    accepted = await integrations.sends_screen_async(_validate(requests, results), results)
     with_attachment = [item for item in accepted if item.data.get("attachment_id")]
     if with_attachment:
         accepted = [item for item in accepted if not item.data.get("attachment_id")]
@@ -190,8 +197,10 @@ async def message_send_many_async(requests: list[SendRequest]) -> list[Result]:
             results[item.index] = result
     for batch in _rounds(accepted, results):
         allowances, retry_after = await _allowances_async(batch)
-        output = await _call_async(batch, allowances)
+        with metrics.SEND_COMMIT.time():
+            output = await _call_async(batch, allowances)
         after, dups = _apply(output, batch, results, retry_after=retry_after)
+        metrics.MESSAGES_SENT.inc(sum(after.sent_by_sender.values()))
         if dups:
             await database_sync_to_async(_render_dups, thread_sensitive=False)(dups, results)
         await after.run_async()
@@ -212,11 +221,11 @@ def message_post(*, sender_id: object, conversation_id: object, type: str, conte
     """
     if type not in SERVER_MESSAGE_TYPES:
         raise ValueError(f"{type!r} is not a server-made message type")
-    item = _Send(0, SendRequest(str(sender_id), conversation_id, None),
-                 {"client_id": client_id, "type": type, "text": text, "content": content})
-    results: list[Any] = [None]
     if as_uuid(conversation_id) is None:
         raise NotFound()
+    item = _Send(0, SendRequest(str(sender_id), conversation_id, None),
+                 {"client_id": client_id, "type": type, "text": text, "content": content}, as_uuid(conversation_id))
+    results: list[Any] = [None]
     if connection.vendor != "postgresql":
         _send_orm([item], results, limit_rate=False)
     else:
@@ -230,6 +239,10 @@ def message_post(*, sender_id: object, conversation_id: object, type: str, conte
 # --- Judging requests -----------------------------------------------------------------------
 
 
+def _count_sent(results: list[Any]) -> None:
+    metrics.MESSAGES_SENT.inc(sum(1 for r in results if isinstance(r, tuple) and r[1]))
+
+
 def _validate(requests: list[SendRequest], results: list[Any]) -> list[_Send]:
     """Payload checks (no database): failures go straight into `results`."""
     accepted = []
@@ -239,10 +252,11 @@ def _validate(requests: list[SendRequest], results: list[Any]) -> list[_Send]:
         except ApplicationError as error:
             results[index] = error
             continue
-        if as_uuid(request.conversation_id) is None:
+        conversation_id = as_uuid(request.conversation_id)
+        if conversation_id is None:
             results[index] = NotFound()
             continue
-        accepted.append(_Send(index, request, data))
+        accepted.append(_Send(index, request, data, conversation_id))
     return accepted
 
 
@@ -250,14 +264,17 @@ def _rounds(items: list[_Send], results: list[Any]) -> list[list[_Send]]:
     """The batch, then repeats of a (sender, client_id) already in it: a repeat is judged
     after the first is written, so it comes back as that message (or on its own merits)."""
     rounds: list[list[_Send]] = []
+    keys: list[set[tuple[str, Any]]] = []
     for item in items:
         key = (item.request.sender_id, item.data["client_id"])
-        for batch in rounds:
-            if all((other.request.sender_id, other.data["client_id"]) != key for other in batch):
+        for batch, batch_keys in zip(rounds, keys, strict=True):
+            if key not in batch_keys:
                 batch.append(item)
+                batch_keys.add(key)
                 break
         else:
             rounds.append([item])
+            keys.append({key})
     return rounds
 
 
@@ -311,7 +328,7 @@ _SEND_SQL = "SELECT messaging_send_batch(%s::jsonb, %s)"
 def _batch_json(items: list[_Send], allowances: dict[str, int]) -> str:
     return orjson.dumps([{
         "i": item.index, "m": str(item.message_id), "s": item.request.sender_id,
-        "c": str(as_uuid(item.request.conversation_id)), "k": str(item.data["client_id"]),
+        "c": str(item.conversation_id), "k": str(item.data["client_id"]),
         "t": item.data["type"], "x": item.data.get("text") or "",
         "r": str(item.data["reply_to"]) if item.data.get("reply_to") else None,
         "l": item.data.get("location"), "o": item.data.get("content"),
@@ -410,7 +427,7 @@ def _apply(output: dict[str, Any], items: list[_Send], results: list[Any], *,
         data = item.data
         attachment_id = data.get("attachment_id")
         public = message_public_values(
-            id=item.message_id, conversation_id=as_uuid(item.request.conversation_id), seq=entry["seq"],
+            id=item.message_id, conversation_id=item.conversation_id, seq=entry["seq"],
             sender_id=item.request.sender_id, client_id=data["client_id"], type=data["type"],
             text=data.get("text") or "", attachment=attachments.get(str(attachment_id)) if attachment_id else None,
             location=data.get("location"), reply_to=data.get("reply_to"), created_at=now, edited_at=None,
