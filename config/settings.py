@@ -67,15 +67,12 @@ INSTALLED_APPS = [
     "redpackets",
     "corsheaders",
     "webclient",
+    "moderation",
 ]
 
 MIDDLEWARE = [
     # First, so that every answer a browser on another origin gets (a 503 too) carries CORS headers.
     "corsheaders.middleware.CorsMiddleware",
-    "moderation",
-]
-
-MIDDLEWARE = [
     "core.middleware.RequestLogMiddleware",
     "core.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",

@@ -124,11 +124,12 @@ async def ensure_writable_async(action: str) -> None:
     second (then re-read on a thread), so a hot path pays no round trip per call."""
     import time
 
-    from asgiref.sync import sync_to_async
+    from channels.db import database_sync_to_async
 
     now = time.monotonic()
     if now >= float(_local["until"]):  # type: ignore[arg-type]
-        _local["schedule"] = await sync_to_async(current_schedule, thread_sensitive=False)()
+        # database_sync_to_async: the thread's connection goes back to the pool afterwards.
+        _local["schedule"] = await database_sync_to_async(current_schedule, thread_sensitive=False)()
         _local["until"] = now + LOCAL_SECONDS
     schedule = _local["schedule"]
     if schedule is None or schedule.phase() in (NORMAL, ANNOUNCED):  # type: ignore[union-attr]

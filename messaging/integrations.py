@@ -105,7 +105,8 @@ async def sends_screen_async(pending: list[Any], results: list[Any]) -> list[Any
     needed = getattr(settings, "MESSAGING_SEND_SCREEN_NEEDED", "")
     if needed and not import_string(needed)(sender_ids={item.request.sender_id for item in pending}):
         return pending
-    from asgiref.sync import sync_to_async
+    from channels.db import database_sync_to_async
 
-    refused = await sync_to_async(import_string(path), thread_sensitive=False)(sends=_screened(pending))
+    # database_sync_to_async: the thread's connection goes back to the pool afterwards.
+    refused = await database_sync_to_async(import_string(path), thread_sensitive=False)(sends=_screened(pending))
     return _apply_screen(pending, results, refused)

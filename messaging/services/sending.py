@@ -446,6 +446,8 @@ def _apply(output: dict[str, Any], items: list[_Send], results: list[Any], *,
             after.attachment_ids.append(attachment_id)
         after.sent_by_sender[item.request.sender_id] += 1
     after.events = events_for(rings)
+    if rings:
+        metrics.STREAM_APPEND_EVENTS.observe(len(rings))  # the statement appended them, one batch
     return after, dups
 
 

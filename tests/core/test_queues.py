@@ -24,10 +24,13 @@ EXPECTED = {
     "notifications.push_fanout": "push", "notifications.push_deliver": "push", "notifications.push_sweep": "push",
     "messaging.fanout": "fanout", "messaging.fanout_sweep": "fanout", "contacts.notify_contact_joined": "fanout",
     "exports.announce_batch": "fanout",
-    "media.make_thumbnail": "media", "media.delete_unreferenced": "media",
+    "media.make_thumbnail": "media", "media.delete_unreferenced": "media", "media.make_waveform": "media",
+    "media.transcode_video": "media", "media.finish_upload": "media", "media.resumable_sweep": "media",
     "exports.build": "exports", "exports.expire": "exports", "exports.recover": "exports",
     "exports.announce_due": "exports",
     "accounts.send_otp_sms": "default", "contacts.rotate_pepper": "default",
+    "calls.ring_timeout": "default", "calls.drop_check": "default", "calls.sweep": "default",
+    "payments.reconcile_topups": "default", "redpackets.refund": "default", "redpackets.refund_due": "default",
 }
 
 
