@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,7 @@ from streams import presence
 from streams.cursors import cursor_decode, cursor_encode
 from streams.encoding import event_frame, json_text
 from streams.groups import relay
-from streams.selectors import stream_head, stream_read
+from streams.selectors import stream_head, stream_heads, stream_read
 
 if TYPE_CHECKING:
     from realtime.socket import Socket
@@ -69,20 +70,27 @@ def socket_opened(*, user_id: str, device_id: str, connection_id: str) -> tuple[
     return True, presence_viewers(user=User.objects.get(pk=user_id))
 
 
-def sockets_heartbeat(sockets: list[tuple[str, str, str]]) -> tuple[set[str], list[tuple[str, list[str]]]]:
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    revoked: set[str]  # device ids no longer active
+    came_online: list[tuple[str, list[str]]]  # (user, viewers) whose presence had expired: announce again
+    heads: dict[str, int]  # user id -> last committed stream position
+
+
+def sockets_heartbeat(sockets: list[tuple[str, str, str]]) -> Heartbeat:
     """The housekeeper's sweep over every socket of the process, (user, device, connection):
-    one query for the devices still active, one cache pipeline to keep their presence alive.
-    Returns (revoked device ids, [(user, viewers)] for users whose presence had expired and
-    who are announced online again)."""
+    one query for the devices still active, one for the users' stream heads, one cache pipeline
+    to keep their presence alive."""
     device_ids = {device_id for _, device_id, _ in sockets}
     active = {str(pk) for pk in Device.objects.filter(pk__in=device_ids, revoked_at__isnull=True,
                                                       user__is_active=True).values_list("pk", flat=True)}
     live = [entry for entry in sockets if entry[1] in active]
+    heads = stream_heads(user_ids=sorted({user_id for user_id, _, _ in live}))
     came_online = presence.refresh_many(live, ttl=settings.WS_PRESENCE_TTL)
     announcements = [(user_id, presence_viewers(user=user))
                      for user_id, user in ((u, User.objects.filter(pk=u).first()) for u in sorted(came_online))
                      if user is not None]
-    return device_ids - active, announcements
+    return Heartbeat(revoked=device_ids - active, came_online=announcements, heads=heads)
 
 
 def socket_closed(*, user_id: str, device_id: str, connection_id: str) -> tuple[list[str], str | None]:

@@ -7,7 +7,8 @@
 - The heartbeat: every WS_HEARTBEAT_SECONDS one sweep over all sockets of the
   process (one query for revoked devices, one cache pipeline for presence)
   instead of a query per socket; a revocation whose close order was lost still
-  closes its sockets here.
+  closes its sockets here; a socket whose stream's head is past what it sent,
+  with no catch-up under way, missed a doorbell and reads the database.
 """
 
 from __future__ import annotations
@@ -71,15 +72,17 @@ class Housekeeper:
         if not sockets:
             return
         try:
-            revoked, came_online = await database_sync_to_async(handlers.sockets_heartbeat, thread_sensitive=False)(
+            beat = await database_sync_to_async(handlers.sockets_heartbeat, thread_sensitive=False)(
                 [(s.user_id, s.device_id, s.connection_id) for s in sockets])
         except Exception:
             logger.warning("socket heartbeat sweep failed", exc_info=True)
             return
         for socket in sockets:
-            if socket.device_id in revoked:
+            if socket.device_id in beat.revoked:
                 await socket.close(CLOSE_UNAUTHENTICATED)
-        for user_id, viewers in came_online:
+            elif socket.behind(beat.heads.get(socket.user_id, 0)):
+                socket.resync()  # a doorbell was lost (pub/sub is fire-and-forget): read the database
+        for user_id, viewers in beat.came_online:
             await handlers.announce(user_id, viewers, "online", None)
 
 

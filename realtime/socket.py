@@ -288,6 +288,20 @@ class Socket:
     async def revoke(self, code: int) -> None:
         await self.close(code)
 
+    def behind(self, head: int) -> bool:
+        """True when the stream has events this socket neither sent nor waits for (read at the sweep)."""
+        return (self.last_sent is not None and not self.closed and not self.replaying
+                and self.gap_timer is None and head > self.last_sent)
+
+    def resync(self) -> None:
+        """Doorbells may have been missed: read the stream from the database after last_sent."""
+        if self.last_sent is None or self.closed:
+            return  # before hello: the replay reads the database anyway
+        if self.replaying:
+            self.reread = True  # the pass under way may have read before the missed events
+        else:
+            self._begin_catch_up()
+
     async def deliver_events(self, events: list[tuple[int, str]]) -> None:
         """New events of this user, in position order (from this process or a doorbell)."""
         if self.last_sent is None or self.closed:

@@ -15,7 +15,10 @@ doorbell per batch over the channel layer (channels-redis pub/sub): each
 process subscribes one channel to the ring group(s), not one per socket, and
 skips doorbells it sent itself. The doorbell is best effort, like every
 channel-layer message: a socket that misses one catches up from the database
-by cursor at the next event or hello, so nothing is lost, only late.
+by cursor at the next event or hello; when the layer's subscription was lost
+and comes back, every socket of the process catches up at once; and the
+housekeeper's heartbeat sweep compares each socket with its stream's head, so
+nothing is lost, only late.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class Subscriber(Protocol):
     async def deliver_frame(self, frame: str) -> None: ...
 
     async def revoke(self, code: int) -> None: ...
+
+    def resync(self) -> None: ...
 
 
 def key(value: object) -> str:
@@ -89,6 +94,11 @@ class Hub:
                 members.discard(subscriber)
                 if not members:
                     del index[name]
+
+    def resync(self) -> None:
+        """Doorbells may have been lost (the subscription was down): every socket reads the database."""
+        for subscriber in self.subscribers():
+            subscriber.resync()
 
     def subscribers(self) -> list[Subscriber]:
         return [subscriber for members in self.by_device.values() for subscriber in members]
@@ -132,6 +142,8 @@ class Hub:
         if layer is None:
             return
         self.channel = await layer.new_channel()
+        if hasattr(layer, "add_reconnect_listener"):
+            layer.add_reconnect_listener(self.resync)
         for index in range(max(1, settings.STREAMS_RING_GROUPS)):
             await layer.group_add(f"{RING_TYPE}.{index}", self.channel)
         self.listener = asyncio.get_running_loop().create_task(self._receive(layer))

@@ -42,6 +42,12 @@ def stream_read(*, user_id: UUID | str, after: int, limit: int) -> tuple[list[di
     ], has_more
 
 
+def stream_heads(*, user_ids: list[UUID | str]) -> dict[str, int]:
+    """{user id: last committed position} for many users in one query (users with no stream left out)."""
+    return {str(user_id): position for user_id, position in
+            UserStream.objects.filter(user_id__in=user_ids).values_list("user_id", "last_position")}
+
+
 def stream_head(*, user_id: UUID | str) -> int:
     """The last committed position of the user's stream (0 when empty)."""
     return UserStream.objects.filter(user_id=user_id).values_list("last_position", flat=True).first() or 0

@@ -274,6 +274,38 @@ async def test_event_whose_ring_was_lost_arrives_with_the_next_ring(socket, alic
     await client.nothing_more()
 
 
+async def test_event_whose_ring_was_lost_arrives_at_the_heartbeat_with_no_further_event(socket, alice, monkeypatch,
+                                                                                         settings):
+    # The last events before a quiet spell lost their doorbell (pub/sub dropped them while Redis
+    # restarted): nothing else will come to reveal the gap, so the sweep compares stream heads.
+    settings.WS_HEARTBEAT_SECONDS = 0.3
+    client = await socket(alice.token)
+    await client.send({"type": "hello", "cursor": "0"})
+    await client.nothing_more(0.1)
+    monkeypatch.setattr(stream_services, "_ring", lambda by_user: None)
+    await aappend(alice.user.pk, 2)
+    assert positions(await client.events(2, timeout=3)) == [1, 2]
+    await client.nothing_more(0.7)  # later sweeps find it level with the head: nothing twice
+
+
+async def test_sockets_catch_up_when_the_channel_layer_resubscribes(socket, alice, monkeypatch):
+    from channels.layers import get_channel_layer
+
+    client = await socket(alice.token)
+    await client.send({"type": "hello", "cursor": "0"})
+    await client.nothing_more(0.1)
+    monkeypatch.setattr(stream_services, "_ring", lambda by_user: None)
+    await aappend(alice.user.pk, 2)
+    await client.nothing_more(0.2)
+    # What redis-py does once Redis is back: a new connection, SUBSCRIBE again, then the callback.
+    layer = get_channel_layer()._get_layer()
+    for shard in layer._shards:
+        if shard._pubsub is not None:
+            await shard._pubsub.on_connect(shard._pubsub.connection)
+    assert positions(await client.events(2, timeout=3)) == [1, 2]
+    await client.nothing_more()
+
+
 async def test_event_whose_ring_was_lost_arrives_with_the_next_hello(socket, alice, monkeypatch):
     monkeypatch.setattr(stream_services, "_ring", lambda by_user: None)
     first = await socket(alice.token)
