@@ -425,8 +425,10 @@ WS_REPLAY_BUFFER_MAX = env_int("WS_REPLAY_BUFFER_MAX", 2000)
 WS_SEND_BATCH_MAX = env_int("WS_SEND_BATCH_MAX", 128)
 WS_SEND_BATCHES_IN_FLIGHT = env_int("WS_SEND_BATCHES_IN_FLIGHT", 4)
 # An event that arrives ahead of its predecessor waits this long for it before the socket
-# reads the hole from the database.
-WS_GAP_WAIT_SECONDS = float(env_str("WS_GAP_WAIT_SECONDS", "0.05"))
+# reads the hole from the database. The predecessor is nearly always a moment behind (another
+# batch's result, another process's doorbell); on a busy process the loop itself may lag by
+# tens of milliseconds, and a wait shorter than that turns load into database reads.
+WS_GAP_WAIT_SECONDS = float(env_str("WS_GAP_WAIT_SECONDS", "0.25"))
 # Frames queued for a socket whose client stopped reading, before it is closed with 4009.
 WS_BACKLOG_MAX = env_int("WS_BACKLOG_MAX", 10000)
 # How often the process's housekeeper flushes stalled sockets.

@@ -8,7 +8,8 @@
   process (one query for revoked devices, one cache pipeline for presence)
   instead of a query per socket; a revocation whose close order was lost still
   closes its sockets here; a socket whose stream's head is past what it sent,
-  with no catch-up under way, missed a doorbell and reads the database.
+  with no catch-up under way, missed a doorbell and reads the database (events
+  committed since the previous sweep are left to their doorbell).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class Housekeeper:
         for socket in sockets:
             if socket.device_id in beat.revoked:
                 await socket.close(CLOSE_UNAUTHENTICATED)
-            elif socket.behind(beat.heads.get(socket.user_id, 0)):
+            elif socket.missed_doorbell(beat.heads.get(socket.user_id, 0)):
                 socket.resync()  # a doorbell was lost (pub/sub is fire-and-forget): read the database
         for user_id, viewers in beat.came_online:
             await handlers.announce(user_id, viewers, "online", None)

@@ -64,7 +64,7 @@ class Socket:
     __slots__ = (
         "_send", "_writable", "accepted", "ack_pending", "ack_running", "ack_stored", "backlog", "buffer", "closed",
         "connection_id", "device_id", "device_key", "flood", "gap_timer", "last_sent", "replay_task",
-        "replaying", "reread", "scope", "stalled_since", "tasks", "typing_sent", "user_id", "user_key",
+        "replaying", "reread", "scope", "stalled_since", "swept_head", "tasks", "typing_sent", "user_id", "user_key",
     )
 
     def __init__(self, scope: dict[str, Any], send: Send) -> None:
@@ -78,6 +78,7 @@ class Socket:
         self.last_sent: int | None = None
         self.replaying = False
         self.reread = False
+        self.swept_head = 0  # the stream head the housekeeper saw at its previous sweep
         self.buffer: list[tuple[int, str]] = []
         self.gap_timer: asyncio.TimerHandle | None = None
         self.replay_task: asyncio.Task[None] | None = None
@@ -288,10 +289,14 @@ class Socket:
     async def revoke(self, code: int) -> None:
         await self.close(code)
 
-    def behind(self, head: int) -> bool:
-        """True when the stream has events this socket neither sent nor waits for (read at the sweep)."""
-        return (self.last_sent is not None and not self.closed and not self.replaying
-                and self.gap_timer is None and head > self.last_sent)
+    def missed_doorbell(self, head: int) -> bool:
+        """At a heartbeat sweep: True when events committed before the previous sweep (a whole
+        heartbeat ago) are still not sent and no catch-up is under way, i.e. their doorbell was
+        lost. Events committed since are most likely on their way and are left to it."""
+        missed = (self.last_sent is not None and not self.closed and not self.replaying
+                  and self.last_sent < min(self.swept_head, head))
+        self.swept_head = head
+        return missed
 
     def resync(self) -> None:
         """Doorbells may have been missed: read the stream from the database after last_sent."""
