@@ -393,9 +393,9 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
 
 # --- Streams -------------------------------------------------------------------
 
-# Doorbell groups between server processes (streams.hub): one is enough for one Redis; with a
-# sharded channel layer (several hosts) use as many as hosts so rings spread over them.
-STREAMS_RING_GROUPS = env_int("STREAMS_RING_GROUPS", 1)
+# Doorbell groups between server processes (streams.hub), spread evenly over the channel layer's
+# Redis hosts; 0 (the default) means one per host.
+STREAMS_RING_GROUPS = env_int("STREAMS_RING_GROUPS", 0)
 
 # --- Realtime ------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ nothing is lost, only late.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 import zlib
@@ -32,6 +33,7 @@ from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from channels_redis.utils import _consistent_hash
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -63,10 +65,31 @@ def key(value: object) -> str:
 
 
 def ring_group(user_or_device_key: str) -> str:
-    """The ring group a target belongs to: one group per channel-layer shard, so rings spread
-    over the Redis servers of a sharded channel layer (every process joins every group)."""
-    shards = max(1, settings.STREAMS_RING_GROUPS)
-    return f"{RING_TYPE}.{zlib.crc32(user_or_device_key.encode()) % shards}"
+    """The ring group a target belongs to (every process joins every group)."""
+    groups = ring_groups()
+    return groups[zlib.crc32(user_or_device_key.encode()) % len(groups)]
+
+
+def ring_groups() -> tuple[str, ...]:
+    """STREAMS_RING_GROUPS group names (default: one per Redis host of the channel layer), spread
+    evenly over the hosts, so the doorbells of a sharded channel layer spread over its servers."""
+    config = (settings.CHANNEL_LAYERS.get("default") or {}).get("CONFIG") or {}
+    hosts = max(1, len(config.get("hosts") or ()))
+    return _spread_names(settings.STREAMS_RING_GROUPS or hosts, hosts, config.get("prefix", "asgi"))
+
+
+@functools.cache
+def _spread_names(count: int, hosts: int, prefix: str) -> tuple[str, ...]:
+    # channels-redis puts a group on the host its channel name hashes to; a name that lands on
+    # host i % hosts is found by trying suffixes (a handful of tries each).
+    names = []
+    for index in range(max(1, count)):
+        name, salt = f"{RING_TYPE}.{index}", 0
+        while _consistent_hash(f"{prefix}__group__{name}", hosts) != index % hosts:
+            salt += 1
+            name = f"{RING_TYPE}.{index}.{salt}"
+        names.append(name)
+    return tuple(names)
 
 
 class Hub:
@@ -144,8 +167,8 @@ class Hub:
         self.channel = await layer.new_channel()
         if hasattr(layer, "add_reconnect_listener"):
             layer.add_reconnect_listener(self.resync)
-        for index in range(max(1, settings.STREAMS_RING_GROUPS)):
-            await layer.group_add(f"{RING_TYPE}.{index}", self.channel)
+        for group in ring_groups():
+            await layer.group_add(group, self.channel)
         self.listener = asyncio.get_running_loop().create_task(self._receive(layer))
 
     async def _receive(self, layer: Any) -> None:

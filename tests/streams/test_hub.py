@@ -67,3 +67,20 @@ async def test_a_doorbell_this_process_sent_is_not_delivered_twice(socket, alice
     finally:
         del hub.deliver
     assert len([parts for parts in delivered if parts.get("events")]) == 1
+
+
+def test_ring_groups_spread_evenly_over_the_redis_hosts_of_a_sharded_layer(settings):
+    from channels_redis.utils import _consistent_hash
+
+    for hosts, count in ((2, 0), (3, 0), (2, 8), (4, 8)):
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "streams.layers.PipelinedPubSubChannelLayer",
+                                               "CONFIG": {"hosts": [f"redis://127.0.0.1:6379/{i}" for i in range(hosts)],
+                                                          "prefix": "asgi"}}}
+        settings.STREAMS_RING_GROUPS = count
+        groups = hub_module.ring_groups()
+        assert len(groups) == (count or hosts) and len(set(groups)) == len(groups)
+        shards = [_consistent_hash(f"asgi__group__{group}", hosts) for group in groups]
+        assert sorted(shards) == sorted(index % hosts for index in range(len(groups)))
+        # Every target maps to one of them, and targets spread over all of them.
+        used = {hub_module.ring_group(uuid.uuid4().hex) for _ in range(500)}
+        assert used == set(groups)
