@@ -74,7 +74,8 @@ def test_ring_groups_spread_evenly_over_the_redis_hosts_of_a_sharded_layer(setti
 
     for hosts, count in ((2, 0), (3, 0), (2, 8), (4, 8)):
         settings.CHANNEL_LAYERS = {"default": {"BACKEND": "streams.layers.PipelinedPubSubChannelLayer",
-                                               "CONFIG": {"hosts": [f"redis://127.0.0.1:6379/{i}" for i in range(hosts)],
+                                               "CONFIG": {"hosts": [f"redis://127.0.0.1:6379/{i}"
+                                                                    for i in range(hosts)],
                                                           "prefix": "asgi"}}}
         settings.STREAMS_RING_GROUPS = count
         groups = hub_module.ring_groups()
