@@ -64,7 +64,7 @@ def throughput(cluster: Cluster, *, pairs: int, seconds: int, rounds: int) -> di
         for processes in range(1, len(cluster.servers) + 1):
             cluster.nginx.reload([s.port for s in cluster.servers[:processes]])
             result = client("throughput", {"urls": [ws], "pairs": spec_pairs, "window": 10, "seconds": seconds,
-                                           "warmup": 3}, None, timeout=seconds + 240)
+                                           "warmup": 3, "resume_at_head": True}, None, timeout=seconds + 240)
             runs.setdefault(str(processes), []).append(round(result["delivered_per_s"], 1))
             log(f"{processes} uvicorn process(es) behind nginx: {runs[str(processes)][-1]} msgs/s delivered")
     cluster.nginx.reload([s.port for s in cluster.servers])

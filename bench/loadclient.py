@@ -74,6 +74,39 @@ async def hello(ws: websockets.ClientConnection, groups: list[str] | None = None
     await ws.send(orjson.dumps(frame).decode())
 
 
+async def head_cursor(url: str, token: str) -> str:
+    """The newest position of the token's stream (GET /sync/head), from the socket URL's host."""
+    import httpx
+
+    base = url.replace("ws://", "http://", 1).replace("wss://", "https://", 1).split("/ws/", 1)[0]
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        answer = await http.get("/api/v1/sync/head", headers={"Authorization": f"Bearer {token}"})
+        answer.raise_for_status()
+        return answer.json()["cursor"]
+
+
+async def hello_all(spec: dict[str, Any], senders: list[websockets.ClientConnection],
+                    receivers: list[websockets.ClientConnection]) -> None:
+    """Say hello on every socket and wait for the connect-time work. Against the server, each
+    device resumes from its stream's head, as a phone with its stored cursor does: the streams
+    hold what earlier scenarios sent, and replaying that would be measured as live traffic."""
+    cursors = [""] * (len(senders) + len(receivers))
+    if spec.get("resume_at_head"):
+        urls, pairs = spec["urls"], spec["pairs"]
+        who = [(urls[i % len(urls)], p["sender"]) for i, p in enumerate(pairs)]
+        who += [(urls[(i + 1) % len(urls)], p["receiver"]) for i, p in enumerate(pairs)]
+        limiter = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+        async def one(url: str, token: str) -> str:
+            async with limiter:
+                return await head_cursor(url, token)
+
+        cursors = await asyncio.gather(*(one(url, token) for url, token in who))
+    for ws, cursor in zip((*senders, *receivers), cursors, strict=True):
+        await hello(ws, cursor=cursor)
+    await settle([*senders, *receivers])
+
+
 # --- 1. throughput -----------------------------------------------------------------------------
 
 
@@ -84,9 +117,7 @@ async def throughput(spec: dict[str, Any]) -> dict[str, Any]:
     pairs = spec["pairs"]  # [{"sender": token, "receiver": token, "conversation_id": id}]
     senders = await connect_all([(urls[i % len(urls)], p["sender"]) for i, p in enumerate(pairs)])
     receivers = await connect_all([(urls[(i + 1) % len(urls)], p["receiver"]) for i, p in enumerate(pairs)])
-    for ws in (*senders, *receivers):
-        await hello(ws)
-    await settle([*senders, *receivers])
+    await hello_all(spec, senders, receivers)
     counting = False
     acked = delivered = errors = 0
     stop = asyncio.Event()
@@ -156,9 +187,7 @@ async def latency(spec: dict[str, Any]) -> dict[str, Any]:
     urls, pairs = spec["urls"], spec["pairs"]
     senders = await connect_all([(urls[i % len(urls)], p["sender"]) for i, p in enumerate(pairs)])
     receivers = await connect_all([(urls[(i + 1) % len(urls)], p["receiver"]) for i, p in enumerate(pairs)])
-    for ws in (*senders, *receivers):
-        await hello(ws)
-    await settle([*senders, *receivers])
+    await hello_all(spec, senders, receivers)
     samples: list[float] = []
     recording = False
     stop = asyncio.Event()

@@ -248,10 +248,12 @@ def scenario_throughput(seeds: dict, args: argparse.Namespace, results: dict) ->
     log(f"relay: {results['relay_throughput']['delivered_per_s']:.0f} msgs/s")
     spec["pairs"] = seeds["pairs"][:pairs]
     with Stack(1, SERVER_CPU) as stack:
-        results["throughput_1core"] = client("throughput", {**spec, "urls": stack.urls}, CLIENT_CPU)
+        results["throughput_1core"] = client("throughput", {**spec, "urls": stack.urls, "resume_at_head": True},
+                                             CLIENT_CPU)
     log(f"server 1 core: {results['throughput_1core']['delivered_per_s']:.0f} msgs/s")
     with Stack(2, None) as stack:
-        results["throughput_default"] = client("throughput", {**spec, "urls": stack.urls}, None)
+        results["throughput_default"] = client("throughput", {**spec, "urls": stack.urls, "resume_at_head": True},
+                                               None)
     log(f"server default deployment: {results['throughput_default']['delivered_per_s']:.0f} msgs/s")
 
 
@@ -266,8 +268,8 @@ def scenario_latency(seeds: dict, args: argparse.Namespace, results: dict) -> No
         with relay(SERVER_CPU) as (urls, _):
             results["relay_latency"][str(rate)] = client("latency", {**spec, "urls": urls}, CLIENT_CPU)
         with Stack(1, SERVER_CPU) as stack:
-            results["latency"][str(rate)] = client("latency", {**spec, "pairs": pairs, "urls": stack.urls},
-                                                   CLIENT_CPU)
+            results["latency"][str(rate)] = client(
+                "latency", {**spec, "pairs": pairs, "urls": stack.urls, "resume_at_head": True}, CLIENT_CPU)
         log(f"latency at {rate}/s: p99 {results['latency'][str(rate)]['latency_ms']['p99']:.2f} ms")
 
 
