@@ -240,11 +240,20 @@ async def latency(spec: dict[str, Any]) -> dict[str, Any]:
 async def idle(spec: dict[str, Any]) -> dict[str, Any]:
     """Open authenticated sockets, say hello, report readiness, hold until told to stop (stdin closes)."""
     urls, tokens = spec["urls"], spec["tokens"]
-    sockets = await connect_all([(urls[i % len(urls)], token) for i, token in enumerate(tokens)])
+    started = time.perf_counter()
+    # All at once: every socket connects and says hello in the same moment (a connect burst, as
+    # after a server restart); "served" is when the last one has answered a ping.
+    opened = await asyncio.gather(*(connect(urls[i % len(urls)], token) for i, token in enumerate(tokens)),
+                                  return_exceptions=True)
+    sockets = [ws for ws in opened if not isinstance(ws, BaseException)]
     for ws in sockets:
         await hello(ws)
+    await settle(sockets)
+    served_s = time.perf_counter() - started
     await asyncio.sleep(spec.get("settle", 3))
-    print(json.dumps({"ready": len(sockets)}), flush=True)
+    reasons = sorted({repr(ws)[:120] for ws in opened if isinstance(ws, BaseException)})[:5]
+    print(json.dumps({"ready": len(sockets), "failed": len(opened) - len(sockets), "served_s": served_s,
+                      "reasons": reasons}), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await close_all(sockets)
     return {"held": len(sockets)}
