@@ -22,3 +22,9 @@ application = ProtocolTypeRouter(
 from media.asgi import limit_upload_bodies  # noqa: E402
 
 application = limit_upload_bodies(application)
+
+# Socket work that needs the ORM (connect, presence, replay, acks) runs in the loop's default
+# executor: sized for database round trips, not for CPUs (asyncio's default is cpu_count + 4).
+from core.executor import with_database_executor  # noqa: E402
+
+application = with_database_executor(application)

@@ -128,6 +128,9 @@ DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 3)
 # The socket's send path runs its one statement per batch on an async pool of its own
 # (core.asyncdb), straight from the event loop: this many connections per process.
 DB_ASYNC_POOL_SIZE = env_int("DB_ASYNC_POOL_SIZE", 4)
+# Threads of the event loop's default executor, where socket work that needs the ORM runs
+# (core/executor.py); they wait on round trips, so more than the CPUs, about the sync pool's size.
+ASYNC_DB_THREADS = env_int("ASYNC_DB_THREADS", max(DB_POOL_MAX_SIZE, 8))
 
 def postgres_database(url: str) -> dict:
     """One PostgreSQL alias (the primary or the replica) with the server's connection policy."""
