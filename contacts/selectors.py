@@ -170,3 +170,41 @@ def blockers_of_many(*, user_ids: Iterable[object], candidate_ids: Iterable[obje
 
 def block_list(*, blocker_id: object) -> QuerySet[Block]:
     return Block.objects.filter(blocker=blocker_id).select_related("blocked").order_by("-created_at", "-pk")
+
+
+# --- Friends (mutual contacts, no block either way) ------------------------------------------
+
+
+def friend_ids(*, user_id: object) -> QuerySet[BookEntry]:
+    """The ids of `user`'s friends, as a flat values queryset (one indexed query, or a subquery).
+
+    A friend is a mutual contact, each in the other's uploaded book, with no
+    block either way. Computed from the books and blocks as they stand now,
+    so unfriending (a number removed from a book) or a block takes effect at
+    once for every reader. Deleted accounts have no book links left
+    (`contacts_user_deleted`), so they are never anyone's friend.
+    """
+    has_user = BookEntry.objects.filter(owner=OuterRef("contact_user"), contact_user=user_id)
+    blocked = Block.objects.filter(
+        Q(blocker=user_id, blocked=OuterRef("contact_user")) | Q(blocker=OuterRef("contact_user"), blocked=user_id)
+    )
+    return (
+        BookEntry.objects.filter(owner=user_id, contact_user__isnull=False)
+        .exclude(contact_user=user_id)
+        .filter(Exists(has_user))
+        .exclude(Exists(blocked))
+        .values_list("contact_user_id", flat=True)
+        .distinct()
+    )
+
+
+def friends_among(*, user_id: object, candidate_ids: Iterable[object]) -> set[str]:
+    """Ids among `candidate_ids` that are `user`'s friends now (one query)."""
+    candidates = _ids(candidate_ids)
+    if not candidates:
+        return set()
+    return {str(pk) for pk in friend_ids(user_id=user_id).filter(contact_user__in=candidates)}
+
+
+def are_friends(*, user_id: object, other_id: object) -> bool:
+    return bool(friends_among(user_id=user_id, candidate_ids=[other_id]))
