@@ -283,3 +283,14 @@ def moments_of_author(*, user_id: object, chunk_size: int = 500) -> Iterable[dic
             chunk = []
     if chunk:
         yield from render_many(chunk, viewer_id=user_id, friends=[])
+
+
+def interactions_elsewhere(*, user_id: object) -> dict[str, list[dict[str, Any]]]:
+    """The user's likes and comments on others' posts (for the export): what they wrote, where."""
+    likes = [{"moment_id": str(m), "author_id": str(a), "created_at": timestamp(t)}
+             for m, a, t in Like.objects.filter(user=user_id).exclude(moment__author=user_id)
+             .order_by("created_at", "id").values_list("moment_id", "moment__author_id", "created_at")]
+    comments = [{**comment_public(c), "moment_id": str(c.moment_id), "author_id": str(c.moment.author_id)}
+                for c in Comment.objects.filter(user=user_id).exclude(moment__author=user_id)
+                .select_related("moment").order_by("created_at", "id")]
+    return {"likes": likes, "comments": comments}
