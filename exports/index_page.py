@@ -42,7 +42,8 @@ INDEX_HEAD = b"""<!DOCTYPE html>
 </head>
 <body>
 <nav><h1 id="archive-owner">Your archive</h1>
-<ul><li><a id="moments-link" class="conversation-link" href="#moments" data-conversation-id="moments">Moments<span class="meta" id="moments-count"></span></a></li></ul>
+<ul><li><a id="moments-link" class="conversation-link" href="#moments" data-conversation-id="moments">Moments
+<span class="meta" id="moments-count"></span></a></li></ul>
 <ul id="conversation-list"></ul></nav>
 <main id="conversation"><p class="note">Choose a conversation.</p></main>
 <script type="application/json" id="archive-data">"""
