@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from core.inputs import StrictUUIDField, int_param, validated
 from core.schema import ERROR_RESPONSES
 from core.serializers import StrictCharField, StrictSerializer, TimestampField
-from media.models import AttachmentKind
+from media.apis import AttachmentOutput
 from messaging.inputs import StrictFloatField
 from moments import selectors, services
 from moments.models import Visibility
@@ -22,13 +22,13 @@ from moments.models import Visibility
 # --- Input ---------------------------------------------------------------------------------------
 
 
-class LocationInput(StrictSerializer):
+class MomentLocationInput(StrictSerializer):
     lat = StrictFloatField(min_value=-90, max_value=90)
     lng = StrictFloatField(min_value=-180, max_value=180)
     name = StrictCharField(required=False, allow_blank=True, max_length=100, help_text="A place name to show.")
 
 
-class VisibilityInput(StrictSerializer):
+class MomentVisibilityInput(StrictSerializer):
     mode = serializers.ChoiceField(choices=Visibility.choices)
     user_ids = serializers.ListField(
         child=StrictUUIDField(), required=False, max_length=settings.MOMENTS_AUDIENCE_MAX,
@@ -43,11 +43,11 @@ class MomentPostInput(StrictSerializer):
     attachment_ids = serializers.ListField(
         child=StrictUUIDField(), required=False, max_length=settings.MOMENTS_MAX_IMAGES,
         help_text="Your own uploads: up to 9 images, or one video.")
-    location = LocationInput(required=False, allow_null=True)
-    visibility = VisibilityInput()
+    location = MomentLocationInput(required=False, allow_null=True)
+    visibility = MomentVisibilityInput()
 
 
-class CommentInput(StrictSerializer):
+class MomentCommentInput(StrictSerializer):
     client_id = StrictUUIDField(help_text="A retry with the same one returns the same comment.")
     text = StrictCharField(trim_whitespace=False, max_length=settings.MOMENTS_COMMENT_MAX)
     reply_to_user_id = StrictUUIDField(required=False, allow_null=True, help_text=(
@@ -57,12 +57,12 @@ class CommentInput(StrictSerializer):
 # --- Output --------------------------------------------------------------------------------------
 
 
-class LikeOutput(serializers.Serializer):
+class MomentLikeOutput(serializers.Serializer):
     user_id = serializers.UUIDField()
     created_at = TimestampField()
 
 
-class CommentOutput(serializers.Serializer):
+class MomentCommentOutput(serializers.Serializer):
     id = serializers.UUIDField()
     user_id = serializers.UUIDField()
     text = serializers.CharField()
@@ -70,28 +70,16 @@ class CommentOutput(serializers.Serializer):
     created_at = TimestampField()
 
 
-class VisibilityOutput(serializers.Serializer):
+class MomentVisibilityOutput(serializers.Serializer):
     mode = serializers.ChoiceField(choices=Visibility.choices)
     user_ids = serializers.ListField(child=serializers.UUIDField(),
                                      help_text="Shown to the author only; empty for everyone else.")
 
 
-class LocationOutput(serializers.Serializer):
+class MomentLocationOutput(serializers.Serializer):
     lat = serializers.FloatField()
     lng = serializers.FloatField()
     name = serializers.CharField(required=False)
-
-
-class AttachmentOutput(serializers.Serializer):
-    id = serializers.UUIDField()
-    kind = serializers.ChoiceField(choices=AttachmentKind.choices)
-    content_type = serializers.CharField()
-    size = serializers.IntegerField()
-    url = serializers.CharField()
-    thumbnail_url = serializers.CharField(allow_null=True)
-    width = serializers.IntegerField(allow_null=True)
-    height = serializers.IntegerField(allow_null=True)
-    duration_ms = serializers.IntegerField(allow_null=True)
 
 
 class MomentOutput(serializers.Serializer):
@@ -99,11 +87,11 @@ class MomentOutput(serializers.Serializer):
     author_id = serializers.UUIDField()
     text = serializers.CharField(allow_blank=True)
     attachments = AttachmentOutput(many=True)
-    location = LocationOutput(allow_null=True)
-    visibility = VisibilityOutput()
+    location = MomentLocationOutput(allow_null=True)
+    visibility = MomentVisibilityOutput()
     created_at = TimestampField()
-    likes = LikeOutput(many=True, help_text='Oldest first; only those the caller may see (README, "Moments").')
-    comments = CommentOutput(many=True, help_text="Oldest first; only those the caller may see.")
+    likes = MomentLikeOutput(many=True, help_text='Oldest first; only those the caller may see (README, "Moments").')
+    comments = MomentCommentOutput(many=True, help_text="Oldest first; only those the caller may see.")
 
 
 class MomentPageOutput(serializers.Serializer):
@@ -183,12 +171,12 @@ class MomentLikeApi(APIView):
 
 
 class MomentCommentsApi(APIView):
-    @extend_schema(operation_id="moments_comment", request=CommentInput,
-                   responses={200: CommentOutput, 201: CommentOutput, **ERROR_RESPONSES},
+    @extend_schema(operation_id="moments_comment", request=MomentCommentInput,
+                   responses={200: MomentCommentOutput, 201: MomentCommentOutput, **ERROR_RESPONSES},
                    description="Comment on a post you may see (404 otherwise). 201, or 200 with the first "
                                "comment for a retried client_id.")
     def post(self, request: Request, moment_id: str) -> Response:
-        data = validated(CommentInput, request.data)
+        data = validated(MomentCommentInput, request.data)
         comment, created = services.comment_add(user=request.user, moment_id=moment_id,
                                                 client_id=data["client_id"], text=data["text"],
                                                 reply_to_user_id=data.get("reply_to_user_id"))

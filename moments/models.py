@@ -57,6 +57,8 @@ class MomentAudience(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["moment", "user"], name="momentaudience_uniq")]
+        # "Is the viewer on this post's list": the feed's filter, hashed over the viewer's rows.
+        indexes = [models.Index(fields=["user", "moment"], name="momentaudience_user_idx")]
 
     def __str__(self) -> str:
         return f"{self.user_id} listed on {self.moment_id}"

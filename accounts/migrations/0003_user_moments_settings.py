@@ -12,11 +12,12 @@ class Migration(migrations.Migration):
             model_name="user",
             name="moments_window",
             field=models.CharField(choices=[("all", "All"), ("6m", "Six Months"), ("1m", "One Month"),
-                                            ("3d", "Three Days")], default="all", max_length=3),
+                                            ("3d", "Three Days")], db_default="all", default="all",
+                                   max_length=3),
         ),
         migrations.AddField(
             model_name="user",
             name="moments_notifications",
-            field=models.BooleanField(default=True),
+            field=models.BooleanField(db_default=True, default=True),
         ),
     ]
