@@ -173,14 +173,17 @@ def _notify(*, moment: Moment, actor: User, kind: str, comment: Comment | None =
 def _push_author(*, moment: Moment, actor: User, kind: str, comment: Comment | None) -> None:
     if not settings.MOMENTS_PUSH:
         return
-    wants = User.objects.filter(pk=moment.author_id, moments_notifications=True, is_active=True).exists()
-    if not wants:
+    preview = (User.objects.filter(pk=moment.author_id, moments_notifications=True, is_active=True)
+               .values_list("message_preview_in_push", flat=True).first())
+    if preview is None:  # turned off (or the account is gone)
         return
     name = actor.display_name or "Someone"
     if comment is None:
         body, key = f"{name} liked your moment", f"{events.MOMENT_INTERACTION}:like:{moment.pk}:{actor.pk}"
     else:
-        body, key = f"{name}: {comment.text[:200]}", f"{events.MOMENT_INTERACTION}:comment:{comment.pk}"
+        # The push app hides only message texts when previews are off: the comment's is left out here.
+        body = f"{name}: {comment.text[:200]}" if preview else f"{name} commented on your moment"
+        key = f"{events.MOMENT_INTERACTION}:comment:{comment.pk}"
     import_string(settings.MOMENTS_PUSH)(
         user_id=str(moment.author_id), kind=events.MOMENT_INTERACTION, title="Moments", body=body,
         collapse_key=f"moment:{moment.pk}", dedupe_key=key,

@@ -72,10 +72,15 @@ def test_the_author_gets_a_push_for_likes_and_comments_unless_turned_off(trio, p
     assert pushes[0]["data"] == {"moment_id": moment_id, "kind": "like", "user_id": str(b.user.pk)}
 
     pushes.clear()
+    a.client.patch("/api/v1/me", {"settings": {"message_preview_in_push": False}}, format="json")
+    comment(b, moment_id, "secret")
+    assert [p["body"] for p in pushes] == ["B commented on your moment"], "no comment text without previews"
+
+    pushes.clear()
     a.client.patch("/api/v1/me", {"settings": {"moments_notifications": False}}, format="json")
     comment(b, moment_id, "again")
     assert pushes == []
-    assert len(events(a, "moment.interaction")) == 3, "the event still comes"
+    assert len(events(a, "moment.interaction")) == 4, "the event still comes"
 
 
 @pytest.mark.django_db
