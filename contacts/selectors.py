@@ -214,10 +214,17 @@ def are_friends(*, user_id: object, other_id: object) -> bool:
 def friend_of(*, user_id: object, other: str) -> ExpressionWrapper:
     """A boolean column for any queryset: the user in the row's `other` field is `user`'s friend
     (the rule of `friend_ids`, checked for those rows only)."""
+    return ExpressionWrapper(mutual_with(user_id=user_id, other=other) & ~blocked_with(user_id=user_id, other=other),
+                             output_field=BooleanField())
+
+
+def mutual_with(*, user_id: object, other: str) -> ExpressionWrapper:
+    """A boolean column for any queryset: `user` and the user in the row's `other` field have each other
+    in their books (a friend when no block stands between them: `blocked_with`)."""
     ref = OuterRef(other)
-    mutual = (Exists(BookEntry.objects.filter(owner=user_id, contact_user=ref))
-              & Exists(BookEntry.objects.filter(owner=ref, contact_user=user_id)))
-    return ExpressionWrapper(mutual & ~blocked_with(user_id=user_id, other=other), output_field=BooleanField())
+    return ExpressionWrapper(Exists(BookEntry.objects.filter(owner=user_id, contact_user=ref))
+                             & Exists(BookEntry.objects.filter(owner=ref, contact_user=user_id)),
+                             output_field=BooleanField())
 
 
 def blocked_with(*, user_id: object, other: str) -> Exists:

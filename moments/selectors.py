@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from accounts.models import MomentsWindow, User
 from contacts.models import Block
-from contacts.selectors import are_friends, blocked_with, friend_ids, friend_of, friends_among
+from contacts.selectors import are_friends, blocked_with, friend_ids, friends_among, mutual_with
 from core.errors import NotFound, ValidationFailed
 from core.ids import uuid_or_not_found
 from core.serializers import timestamp
@@ -224,23 +224,24 @@ def render_many(moments: Sequence[Moment], *, viewer_id: object,
         attachments[row.moment_id].append(attachment_public(row.attachment))
     # Each like and comment carries whether its author is the viewer's friend, and whether a block
     # stands between them (for the viewer's own posts), computed in the same query for those rows.
-    marks = {"by_friend": friend_of(user_id=viewer_id, other="user"),
+    # (A friend is mutual and unblocked: contacts.selectors.friend_of, taken apart to share the block test.)
+    marks = {"mutual": mutual_with(user_id=viewer_id, other="user"),
              "blocked": blocked_with(user_id=viewer_id, other="user")}
     like_rows = list(Like.objects.filter(moment_id__in=ids).annotate(**marks).order_by("created_at", "id")
-                     .values_list("moment_id", "user_id", "created_at", "by_friend", "blocked"))
+                     .values_list("moment_id", "user_id", "created_at", "mutual", "blocked"))
     comment_rows = list(Comment.objects.filter(moment_id__in=ids).annotate(**marks).order_by("created_at", "id"))
     own = {m.pk for m in moments if str(m.author_id) == viewer}
 
-    def visible(moment_id: Any, user_id: Any, by_friend: bool, blocked: bool) -> bool:
-        return str(user_id) == viewer or by_friend or (moment_id in own and not blocked)
+    def visible(moment_id: Any, user_id: Any, mutual: bool, blocked: bool) -> bool:
+        return str(user_id) == viewer or (not blocked and (mutual or moment_id in own))
 
     likes: dict[Any, list[dict[str, Any]]] = {pk: [] for pk in ids}
-    for moment_id, user_id, created_at, by_friend, blocked in like_rows:
-        if visible(moment_id, user_id, by_friend, blocked):
+    for moment_id, user_id, created_at, mutual, blocked in like_rows:
+        if visible(moment_id, user_id, mutual, blocked):
             likes[moment_id].append({"user_id": str(user_id), "created_at": timestamp(created_at)})
     comments: dict[Any, list[dict[str, Any]]] = {pk: [] for pk in ids}
     for comment in comment_rows:
-        if visible(comment.moment_id, comment.user_id, comment.by_friend, comment.blocked):
+        if visible(comment.moment_id, comment.user_id, comment.mutual, comment.blocked):
             comments[comment.moment_id].append(comment_public(comment))
     own_lists = [m.pk for m in moments if m.pk in own and m.visibility in (Visibility.ONLY, Visibility.EXCEPT)]
     audiences: dict[Any, list[str]] = {pk: [] for pk in own_lists}
