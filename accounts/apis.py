@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import selectors, services
-from accounts.models import Device, Platform, PushProvider, User, Visibility
+from accounts.models import Device, MomentsWindow, Platform, PushProvider, User, Visibility
 from core.net import client_ip
 from core.schema import ERROR_RESPONSES
 from core.serializers import StrictBooleanField, StrictCharField, StrictSerializer, TimestampField, timestamp
@@ -26,6 +26,10 @@ class UserSettingsOutput(serializers.Serializer):
     last_seen = serializers.ChoiceField(choices=Visibility.choices)
     read_receipts = serializers.BooleanField()
     message_preview_in_push = serializers.BooleanField()
+    moments_window = serializers.ChoiceField(
+        choices=MomentsWindow.choices, help_text="How far back others may page through your moments (default all).")
+    moments_notifications = serializers.BooleanField(
+        help_text="Extension: push for likes and comments on your moments (default true).")
 
 
 class PublicUserOutput(serializers.Serializer):
@@ -195,6 +199,8 @@ class SettingsInput(StrictSerializer):
     last_seen = serializers.ChoiceField(choices=Visibility.choices, required=False)
     read_receipts = StrictBooleanField(required=False)
     message_preview_in_push = StrictBooleanField(required=False)
+    moments_window = serializers.ChoiceField(choices=MomentsWindow.choices, required=False)
+    moments_notifications = StrictBooleanField(required=False)
 
 
 class MeUpdateInput(StrictSerializer):

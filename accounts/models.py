@@ -13,6 +13,15 @@ class Visibility(models.TextChoices):
     NOBODY = "nobody"
 
 
+class MomentsWindow(models.TextChoices):
+    """How far back friends may page through one's own moments (GET /users/{id}/moments)."""
+
+    ALL = "all"
+    SIX_MONTHS = "6m"
+    ONE_MONTH = "1m"
+    THREE_DAYS = "3d"
+
+
 class Platform(models.TextChoices):
     ANDROID = "android"
     IOS = "ios"
@@ -57,6 +66,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     last_seen_visibility = models.CharField(max_length=8, choices=Visibility.choices, default=Visibility.CONTACTS)
     read_receipts = models.BooleanField(default=True)
     message_preview_in_push = models.BooleanField(default=True)
+    # Database defaults too: bulk loaders (contacts_seed's COPY) name only the columns they know.
+    moments_window = models.CharField(max_length=3, choices=MomentsWindow.choices, default=MomentsWindow.ALL,
+                                      db_default=MomentsWindow.ALL)
+    # A push for likes and comments on one's own moments (the moment.interaction event comes regardless).
+    moments_notifications = models.BooleanField(default=True, db_default=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     deleted_at = models.DateTimeField(null=True, blank=True)

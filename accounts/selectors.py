@@ -58,6 +58,8 @@ def user_settings(user: User) -> dict[str, Any]:
         "last_seen": user.last_seen_visibility,
         "read_receipts": user.read_receipts,
         "message_preview_in_push": user.message_preview_in_push,
+        "moments_window": user.moments_window,
+        "moments_notifications": user.moments_notifications,
     }
 
 

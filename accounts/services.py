@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from accounts.models import Device, PhoneVerification, PushProvider, User, Visibility
+from accounts.models import Device, MomentsWindow, PhoneVerification, PushProvider, User, Visibility
 from accounts.tasks import send_otp_sms
 from core import metrics, ratelimit
 from core.crypto import constant_time_equals, keyed_hash, new_numeric_code, new_token, token_digest
@@ -246,6 +246,8 @@ _SETTINGS_FIELDS = {
     "last_seen": "last_seen_visibility",
     "read_receipts": "read_receipts",
     "message_preview_in_push": "message_preview_in_push",
+    "moments_window": "moments_window",
+    "moments_notifications": "moments_notifications",
 }
 
 
@@ -262,6 +264,8 @@ def user_update(*, user: User, display_name: str | None = None, about: str | Non
     for key, value in (settings_changes or {}).items():
         field = _SETTINGS_FIELDS[key]
         if field in {"discoverable", "last_seen_visibility"} and value not in Visibility.values:
+            raise ValidationFailed(details={f"settings.{key}": ["Unknown value."]})
+        if field == "moments_window" and value not in MomentsWindow.values:
             raise ValidationFailed(details={f"settings.{key}": ["Unknown value."]})
         setattr(user, field, value)
         changed.append(field)

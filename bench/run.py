@@ -370,6 +370,12 @@ def scenario_redpackets(seeds: dict, args: argparse.Namespace, results: dict) ->
     redpackets.scenario(seeds, args, results)
 
 
+def scenario_moments(seeds: dict, args: argparse.Namespace, results: dict) -> None:
+    from bench import moments
+
+    moments.scenario(seeds, args, results)
+
+
 def scenario_media_upload(seeds: dict, args: argparse.Namespace, results: dict) -> None:
     """Upload throughput (MiB/s): the resumable tus path against one plain multipart POST."""
     import tempfile
@@ -408,12 +414,13 @@ SCENARIOS = {
     "signup": scenario_signup,
     "contacts": scenario_contacts,
     "redpackets": scenario_redpackets,
+    "moments": scenario_moments,
     "media_upload": scenario_media_upload,
     "cluster": scenario_cluster,  # its own private services (scripts/cluster.py); needs no seeds
 }
 # Scenarios that need none of bench/seed.py's users (they seed their own, or nothing):
 # run alone, they skip the shared seeding.
-UNSEEDED = {"contacts", "redpackets", "media_upload", "cluster"}
+UNSEEDED = {"contacts", "redpackets", "moments", "media_upload", "cluster"}
 
 
 # --- Report -------------------------------------------------------------------------------------
@@ -463,6 +470,10 @@ def table(results: dict) -> str:
     add("8. red packet: 100 shares, 1,000 claimants, empty after (ms)", get("redpackets", "empty_ms"), None,
         "(reported)")
     add("8. red packet: successful claims per s", get("redpackets", "claims_per_s"), None, "(reported)")
+    add("9. moments: timeline page, 2,000 friends / 100,000 posts, p50 (ms)", get("moments", "first_page_ms", "p50"),
+        None, "< 30", "{:.1f}")
+    add("9. moments: a page deep in the feed, p50 (ms)", get("moments", "deep_page_ms", "p50"), None, "< 30",
+        "{:.1f}")
     add("8. upload MiB/s: tus, one PATCH (vs one plain POST)", get("media_upload", "tus_one_patch", "mib_per_s"),
         get("media_upload", "plain_post", "mib_per_s"), "(reported)")
     add("8. upload MiB/s: tus, 8 MiB PATCHes (vs plain POST)", get("media_upload", "tus_8mib_patches", "mib_per_s"),
@@ -542,6 +553,9 @@ def main() -> None:
     parser.add_argument("--rp-members", type=int, default=1000, help="red packets: claimants pressing at once")
     parser.add_argument("--rp-shares", type=int, default=100)
     parser.add_argument("--rp-rounds", type=int, default=3)
+    parser.add_argument("--mo-friends", type=int, default=2000, help="moments: the viewer's friends")
+    parser.add_argument("--mo-posts", type=int, default=100_000, help="moments: posts by those friends")
+    parser.add_argument("--mo-runs", type=int, default=200, help="moments: timed pages per kind")
     parser.add_argument("--media-mib", type=int, default=64, help="size of the file the upload scenario sends")
     parser.add_argument("--media-runs", type=int, default=3)
     args = parser.parse_args()
@@ -550,6 +564,7 @@ def main() -> None:
         args.idle, args.catchup, args.contacts_users, args.contacts_runs = 500, 2000, 20000, 3
         args.rp_rounds = 1
         args.media_mib, args.media_runs = 16, 1
+        args.mo_runs = 50
     started = time.monotonic()
     RESULTS.mkdir(parents=True, exist_ok=True)
     raise_fd_limit()

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "contacts",
     "messaging",
     "calls",
+    "moments",
     "realtime",
     "notifications",
     "media",
@@ -568,6 +569,9 @@ MEDIA_TRANSCODE_CPU_SECONDS = env_int("MEDIA_TRANSCODE_CPU_SECONDS", 1800)
 # Who besides the uploader may read an attachment: dotted path called as
 # check(user_id=..., attachment_id=...) -> bool. Empty: the uploader only.
 MEDIA_ACCESS_CHECK = "messaging.selectors.user_can_see_attachment"
+# Further checks of the same signature, asked in turn when MEDIA_ACCESS_CHECK says no (the feature
+# apps append theirs in their blocks below).
+MEDIA_ACCESS_EXTRA_CHECKS: list[str] = []
 # Uploads never sent in a message are deleted after this many seconds.
 MEDIA_UNREFERENCED_TTL = timedelta(seconds=env_int("MEDIA_UNREFERENCED_TTL", 24 * 3600))
 MEDIA_UPLOAD_LIMIT = (env_int("MEDIA_UPLOAD_LIMIT_PER_HOUR", 300), 3600)
@@ -637,6 +641,25 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
     "CallStateEnum": "calls.models.CallState",
     "CallOutcomeEnum": "calls.models.Outcome",
     "CallEndReasonEnum": "calls.models.EndReason",
+})
+
+# --- Moments -----------------------------------------------------------------------------
+
+# (moments settings)
+MOMENTS_TEXT_MAX = env_int("MOMENTS_TEXT_MAX", 2000)
+MOMENTS_COMMENT_MAX = env_int("MOMENTS_COMMENT_MAX", 1000)
+MOMENTS_MAX_IMAGES = 9
+# People an `only` / `except` list may name.
+MOMENTS_AUDIENCE_MAX = env_int("MOMENTS_AUDIENCE_MAX", 5000)
+MOMENTS_PAGE_DEFAULT = env_int("MOMENTS_PAGE_DEFAULT", 20)
+MOMENTS_PAGE_MAX = env_int("MOMENTS_PAGE_MAX", 50)
+# The push for likes and comments on one's own post (notifications.services.push_notify); "" sends none.
+MOMENTS_PUSH = env_str("MOMENTS_PUSH", "notifications.services.push_notify")
+MEDIA_ACCESS_EXTRA_CHECKS.append("moments.selectors.user_can_see_attachment")
+ACCOUNT_DELETION_STEPS.append("moments.services.moments_user_deleted")
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
+    "MomentVisibilityModeEnum": "moments.models.Visibility",
+    "MomentsWindowEnum": "accounts.models.MomentsWindow",
 })
 
 # --- Exports and sunset ------------------------------------------------------------

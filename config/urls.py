@@ -15,6 +15,7 @@ api_v1 = [
     path("", include("payments.urls")),
     path("", include("redpackets.urls")),
     path("", include("calls.urls")),
+    path("", include("moments.urls")),
     path("", include("moderation.urls")),
 ]
 

@@ -170,3 +170,64 @@ def blockers_of_many(*, user_ids: Iterable[object], candidate_ids: Iterable[obje
 
 def block_list(*, blocker_id: object) -> QuerySet[Block]:
     return Block.objects.filter(blocker=blocker_id).select_related("blocked").order_by("-created_at", "-pk")
+
+
+# --- Friends (mutual contacts, no block either way) ------------------------------------------
+
+
+def friend_ids(*, user_id: object) -> QuerySet[BookEntry]:
+    """The ids of `user`'s friends, as a flat values queryset (one indexed query, or a subquery).
+
+    A friend is a mutual contact, each in the other's uploaded book, with no
+    block either way. Computed from the books and blocks as they stand now,
+    so unfriending (a number removed from a book) or a block takes effect at
+    once for every reader. Deleted accounts have no book links left
+    (`contacts_user_deleted`), so they are never anyone's friend.
+    """
+    # Uncorrelated subqueries: PostgreSQL hashes the (few thousand) owners whose books hold the user
+    # and the user's blocks once, instead of probing an index per contact.
+    have_user = BookEntry.objects.filter(contact_user=user_id).values("owner")
+    blocked_by_user = Block.objects.filter(blocker=user_id).values("blocked")
+    blocking_user = Block.objects.filter(blocked=user_id).values("blocker")
+    return (
+        BookEntry.objects.filter(owner=user_id, contact_user__isnull=False, contact_user__in=have_user)
+        .exclude(contact_user=user_id)
+        .exclude(contact_user__in=blocked_by_user)
+        .exclude(contact_user__in=blocking_user)
+        .values_list("contact_user_id", flat=True)
+        .distinct()
+    )
+
+
+def friends_among(*, user_id: object, candidate_ids: Iterable[object]) -> set[str]:
+    """Ids among `candidate_ids` that are `user`'s friends now (one query)."""
+    candidates = _ids(candidate_ids)
+    if not candidates:
+        return set()
+    return {str(pk) for pk in friend_ids(user_id=user_id).filter(contact_user__in=candidates)}
+
+
+def are_friends(*, user_id: object, other_id: object) -> bool:
+    return bool(friends_among(user_id=user_id, candidate_ids=[other_id]))
+
+
+def friend_of(*, user_id: object, other: str) -> ExpressionWrapper:
+    """A boolean column for any queryset: the user in the row's `other` field is `user`'s friend
+    (the rule of `friend_ids`, checked for those rows only)."""
+    return ExpressionWrapper(mutual_with(user_id=user_id, other=other) & ~blocked_with(user_id=user_id, other=other),
+                             output_field=BooleanField())
+
+
+def mutual_with(*, user_id: object, other: str) -> ExpressionWrapper:
+    """A boolean column for any queryset: `user` and the user in the row's `other` field have each other
+    in their books (a friend when no block stands between them: `blocked_with`)."""
+    ref = OuterRef(other)
+    return ExpressionWrapper(Exists(BookEntry.objects.filter(owner=user_id, contact_user=ref))
+                             & Exists(BookEntry.objects.filter(owner=ref, contact_user=user_id)),
+                             output_field=BooleanField())
+
+
+def blocked_with(*, user_id: object, other: str) -> Exists:
+    """For any queryset: a block stands between `user` and the user in the row's `other` field."""
+    ref = OuterRef(other)
+    return Exists(Block.objects.filter(Q(blocker=user_id, blocked=ref) | Q(blocker=ref, blocked=user_id)))

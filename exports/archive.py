@@ -8,6 +8,8 @@ Layout of the archive:
     wallet/transactions.jsonl             every movement of the wallet, oldest first (amounts in cents)
     red_packets/sent.jsonl                the user's red packets: amounts, claims, refunds
     red_packets/claimed.jsonl             the shares the user claimed
+    moments.json                          the user's posts with their likes and comments, and the
+                                          likes and comments the user left on friends' posts
     conversations/<id>/conversation.json  title, type, members
     conversations/<id>/messages.jsonl     every visible message, oldest first, one per line
     media/<attachment id>.<ext>           attachments of those messages, and the user's uploads
@@ -131,7 +133,16 @@ def archive_write(*, user: User, path: Path, on_progress: ProgressCallback) -> N
                         first_shown = False
                     progress.step()
             page_data.write(b"]}")
-        page_data.write(b"]}")
+        page_data.write(b"]")
+
+        moments = sources.moments(user_id=user.pk)
+        for moment in moments["posts"]:
+            for attachment in moment["attachments"]:
+                attachment["media"] = media.setdefault(str(attachment["id"]), media_name(attachment))
+            for item in (*moment["likes"], *moment["comments"]):
+                item["user_name"] = names.name(item["user_id"])
+        archive.writestr("moments.json", orjson.dumps(moments, option=orjson.OPT_INDENT_2))
+        page_data.write(b',"moments":' + _page_json(moments["posts"]) + b"}")
 
         for attachment in sources.own_attachments(user_id=user.pk):
             media.setdefault(str(attachment["id"]), media_name(attachment))

@@ -32,11 +32,19 @@ INDEX_HEAD = b"""<!DOCTYPE html>
   .message time, .message .edited, .note { color: #777; font-size: .75rem; }
   .message .text { white-space: pre-wrap; overflow-wrap: anywhere; }
   .message.deleted .text { font-style: italic; color: #888; }
+  .moment { border-bottom: 1px solid #eee; padding: .75rem 0; max-width: 42rem; }
+  .moment .text { white-space: pre-wrap; overflow-wrap: anywhere; }
+  .moment .media img, .moment .media video { max-width: 9rem; max-height: 9rem; margin: .25rem .25rem 0 0; }
+  .moment .interactions { background: #f4f4f6; padding: .25rem .5rem; margin-top: .4rem; font-size: .9rem; }
+  .moment time, .moment .place { color: #777; font-size: .75rem; margin-right: .5rem; }
   .message img, .message video { display: block; max-width: 20rem; max-height: 20rem; margin-top: .25rem; }
 </style>
 </head>
 <body>
-<nav><h1 id="archive-owner">Your archive</h1><ul id="conversation-list"></ul></nav>
+<nav><h1 id="archive-owner">Your archive</h1>
+<ul><li><a id="moments-link" class="conversation-link" href="#moments" data-conversation-id="moments">Moments
+<span class="meta" id="moments-count"></span></a></li></ul>
+<ul id="conversation-list"></ul></nav>
 <main id="conversation"><p class="note">Choose a conversation.</p></main>
 <script type="application/json" id="archive-data">"""
 
@@ -101,7 +109,53 @@ INDEX_TAIL = b"""</script>
     return node;
   }
 
+  var moments = data.moments || [];
+  document.getElementById("moments-count").textContent = moments.length + " posts";
+
+  function renderMoments() {
+    main.textContent = "";
+    main.setAttribute("data-conversation-id", "moments");
+    main.appendChild(el("h2", "title", "Moments"));
+    if (!moments.length) { main.appendChild(el("p", "note", "No moments in this archive.")); }
+    moments.slice().reverse().forEach(function (moment) {
+      var row = el("div", "moment");
+      row.setAttribute("data-moment-id", moment.id);
+      row.appendChild(el("time", null, when(moment.created_at)));
+      if (moment.location) {
+        row.appendChild(el("span", "place", moment.location.name ||
+          (moment.location.lat + ", " + moment.location.lng)));
+      }
+      row.appendChild(el("span", "place", "visible to: " + moment.visibility.mode));
+      if (moment.text) { row.appendChild(el("div", "text", moment.text)); }
+      var box = el("div", "media");
+      moment.attachments.forEach(function (attachment) {
+        var node = media({media: attachment.media, attachment: attachment});
+        if (node) { box.appendChild(node); }
+      });
+      row.appendChild(box);
+      if (moment.likes.length || moment.comments.length) {
+        var interactions = el("div", "interactions");
+        if (moment.likes.length) {
+          interactions.appendChild(el("div", "likes", "\u2665 " + moment.likes.map(function (like) {
+            return like.user_name || "Unknown"; }).join(", ")));
+        }
+        moment.comments.forEach(function (comment) {
+          interactions.appendChild(el("div", "comment", (comment.user_name || "Unknown") + ": " + comment.text));
+        });
+        row.appendChild(interactions);
+      }
+      main.appendChild(row);
+    });
+  }
+
   function render(id) {
+    if (id === "moments") {
+      Array.prototype.forEach.call(document.querySelectorAll(".conversation-link"), function (link) {
+        link.setAttribute("aria-current", String(link.getAttribute("data-conversation-id") === "moments"));
+      });
+      renderMoments();
+      return;
+    }
     var conversation = byId[id] || data.conversations[0];
     main.textContent = "";
     Array.prototype.forEach.call(document.querySelectorAll(".conversation-link"), function (link) {

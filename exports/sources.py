@@ -30,6 +30,7 @@ from media.storage import attachment_storage
 from messaging.integrations import attachments_public
 from messaging.models import ConversationType, Membership, Message, MessageHidden, Role
 from messaging.selectors import message_public
+from moments.selectors import interactions_elsewhere, moments_of_author
 from payments.selectors import wallet_get, wallet_statement_all
 from redpackets.selectors import packets_claimed, packets_sent
 
@@ -136,6 +137,13 @@ def red_packets_sent(*, user_id: object) -> Iterator[dict[str, Any]]:
 
 def red_packets_claimed(*, user_id: object) -> Iterator[dict[str, Any]]:
     return packets_claimed(user_id=user_id, chunk_size=CHUNK_SIZE)
+
+
+def moments(*, user_id: object) -> dict[str, Any]:
+    """The user's own posts (oldest first, with the likes and comments on them) and the likes and
+    comments they left on others' posts."""
+    return {"posts": list(moments_of_author(user_id=user_id, chunk_size=CHUNK_SIZE)),
+            **interactions_elsewhere(user_id=user_id)}
 
 
 def own_attachments(*, user_id: object) -> Iterator[dict[str, Any]]:

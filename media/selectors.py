@@ -53,10 +53,12 @@ def attachment_for_message(*, attachment_id: Any, sender_id: Any, kind: str) -> 
 def attachment_can_view(*, attachment: Attachment, user_id: Any) -> bool:
     if str(attachment.uploader_id) == str(user_id):
         return True
-    check_path = settings.MEDIA_ACCESS_CHECK
-    if not check_path:
-        return False
-    return bool(import_string(check_path)(user_id=user_id, attachment_id=attachment.pk))
+    # MEDIA_ACCESS_CHECK (messaging: members of a conversation it was sent in), then the other
+    # apps' checks (moments: viewers of a post carrying it).
+    for check_path in (settings.MEDIA_ACCESS_CHECK, *getattr(settings, "MEDIA_ACCESS_EXTRA_CHECKS", ())):
+        if check_path and import_string(check_path)(user_id=user_id, attachment_id=attachment.pk):
+            return True
+    return False
 
 
 def attachment_get_for_viewer(*, attachment_id: Any, user_id: Any) -> Attachment:

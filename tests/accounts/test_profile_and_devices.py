@@ -50,6 +50,8 @@ def test_me_returns_private_fields_and_default_settings(alice):
         "last_seen": "contacts",
         "read_receipts": True,
         "message_preview_in_push": True,
+        "moments_window": "all",
+        "moments_notifications": True,
     }
 
 
@@ -66,6 +68,8 @@ def test_patch_me_changes_given_fields_and_keeps_the_others(alice):
         "last_seen": "nobody",
         "read_receipts": True,
         "message_preview_in_push": True,
+        "moments_window": "all",
+        "moments_notifications": True,
     }
     body = alice.client.patch(ME, {"about": "", "settings": {"read_receipts": False}}, format="json").json()
     assert body["display_name"] == "Alice L." and body["about"] == ""

@@ -95,6 +95,7 @@ def test_archive_holds_every_file_as_the_user_sees_it(alice, bob, world, django_
     assert names == {
         "profile.json", "contacts.json", "index.html",
         "wallet/wallet.json", "wallet/transactions.jsonl", "red_packets/sent.jsonl", "red_packets/claimed.jsonl",
+        "moments.json",
         *(f"conversations/{world[k]}/{f}" for k in ("direct", "group", "old")
           for f in ("conversation.json", "messages.jsonl")),
         *media_names,
