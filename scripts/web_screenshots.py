@@ -118,6 +118,12 @@ def seed(server: AsgiServer, tmp: Path) -> tuple[dict, dict[str, str]]:
         note = wei("POST", "/attachments", files={"file": ("note.wav", voice, "audio/wav")}, data={"kind": "voice"})
     wei("POST", f"/conversations/{direct}/messages",
         json={"client_id": str(uuid.uuid4()), "type": "voice", "attachment_id": note["id"]})
+    wei("POST", "/wallet/topups", json={"client_id": str(uuid.uuid4()), "amount": 20000})
+    me("POST", "/wallet/topups", json={"client_id": str(uuid.uuid4()), "amount": 50000})
+    packet = wei("POST", f"/conversations/{direct}/red-packets",
+                 json={"client_id": str(uuid.uuid4()), "total": 888, "count": 1, "mode": "fixed",
+                       "greeting": "For the launch dinner"})
+    me("POST", f"/red-packets/{packet['id']}/claim")
     last = me.send(direct, "Perfect, thanks! I'll update it tonight")
     wei("POST", f"/conversations/{direct}/read", json={"seq": last["seq"]})
     wei.send(direct, "Great. Lunch tomorrow?")
@@ -134,7 +140,8 @@ def main() -> None:
     write_tone_wav(tmp / "tone.wav", seconds=4.0)
     env = django_env(DATABASE_URL=url, REDIS_URL=redis_url, OTP_TEST_NUMBERS="+1555", SECRET_KEY=secrets.token_hex(16),
                      LOG_LEVEL="WARNING", MEDIA_ROOT=str(tmp / "media"), EXPORT_ROOT=str(tmp / "exports"),
-                     EXPORT_TEMP_DIR=str(tmp / "export-tmp"), PUSH_BACKEND="log", DEBUG="0")
+                     EXPORT_TEMP_DIR=str(tmp / "export-tmp"), PUSH_BACKEND="log", DEBUG="0",
+                     PAYMENTS_BACKEND="test")
     server = worker = None
     try:
         manage("migrate", "--noinput", env=env)
@@ -143,7 +150,7 @@ def main() -> None:
         worker = Worker(env)
         sessions, chats = seed(server, tmp)
         time.sleep(2)  # thumbnails
-        shoot(server.base, sessions["me"]["token"], chats)
+        shoot(server.base, sessions["me"]["token"], sessions["wei"]["token"], chats)
     finally:
         if worker:
             worker.stop()
@@ -153,7 +160,7 @@ def main() -> None:
     print(f"screenshots in {OUT.relative_to(ROOT)}")
 
 
-def shoot(base: str, token: str, chats: dict[str, str]) -> None:
+def shoot(base: str, token: str, caller_token: str, chats: dict[str, str]) -> None:
     from playwright.sync_api import sync_playwright
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -183,6 +190,15 @@ def shoot(base: str, token: str, chats: dict[str, str]) -> None:
                                    ".every(i => i.complete && i.naturalWidth > 0)")
             page.wait_for_timeout(300)
             page.screenshot(path=OUT / f"{label}-chat.png")
+            page.locator('[data-testid="red-packet"][data-state="claimed"]').click()
+            page.get_by_test_id("red-packet-claim").wait_for()
+            page.wait_for_timeout(300)
+            page.screenshot(path=OUT / f"{label}-red-packet.png")
+            page.get_by_test_id("close-red-packet").click()
+            page.goto("/app/wallet")
+            page.get_by_test_id("transaction").first.wait_for()
+            page.screenshot(path=OUT / f"{label}-wallet.png")
+            shoot_call(browser, base, caller_token, chats["direct"], page, label)
             page.goto(f"/app/chat/{chats['hiking']}")
             page.get_by_test_id("message").first.wait_for()
             page.screenshot(path=OUT / f"{label}-group.png")
@@ -194,6 +210,30 @@ def shoot(base: str, token: str, chats: dict[str, str]) -> None:
             page.screenshot(path=OUT / f"{label}-settings.png")
             context.close()
         browser.close()
+
+
+def shoot_call(browser, base: str, caller_token: str, direct: str, page, label: str) -> None:
+    """Wei video-calls from another browser: the ringing card, then the call with both cameras."""
+    caller = browser.new_context(viewport=DESKTOP, base_url=base)
+    caller.add_init_script(f"localStorage.setItem('mt.token', {caller_token!r})")
+    wei = caller.new_page()
+    wei.goto(f"/app/chat/{direct}")
+    wei.locator('[data-testid="socket-state"][data-state="online"]').wait_for(state="attached")
+    page.goto(f"/app/chat/{direct}")
+    page.locator('[data-testid="socket-state"][data-state="online"]').wait_for(state="attached")
+    wei.get_by_test_id("call-video").click()
+    page.locator('[data-testid="call"][data-state="ringing"]').wait_for()
+    page.wait_for_function("() => !document.querySelector('[data-testid=call-peer]').innerText.includes('…')")
+    page.screenshot(path=OUT / f"{label}-call-ringing.png")
+    page.get_by_test_id("call-accept").click()
+    page.locator('[data-testid="call"][data-connection="connected"]').wait_for()
+    page.wait_for_function("() => { const v = document.querySelector('[data-testid=remote-video]');"
+                           " return v && v.readyState >= 2 && v.videoWidth > 0; }")
+    page.wait_for_timeout(1500)
+    page.screenshot(path=OUT / f"{label}-call.png")
+    page.get_by_test_id("call-hangup").click()
+    page.locator('[data-testid="call"]').wait_for(state="detached", timeout=15_000)
+    caller.close()
 
 
 if __name__ == "__main__":

@@ -45,5 +45,6 @@ def app_page(request: HttpRequest, route: str = "") -> HttpResponse:
     response["Cache-Control"] = "no-cache"
     response["Referrer-Policy"] = "no-referrer"
     response["X-Content-Type-Options"] = "nosniff"
-    response["Permissions-Policy"] = "camera=(), geolocation=(), microphone=(self)"
+    # Camera and microphone (calls, voice notes) for this page itself, never for a frame; no location.
+    response["Permissions-Policy"] = "camera=(self), microphone=(self), display-capture=(self), geolocation=()"
     return response

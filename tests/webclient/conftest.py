@@ -3,6 +3,9 @@ suite's PostgreSQL test database and Redis, and Debian's Chromium driven by Play
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import tempfile
 from collections.abc import Iterator
@@ -38,6 +41,18 @@ class WebStack:
                 assert http.patch("/api/v1/me", json={"display_name": name}).status_code == 200
         return session
 
+    def befriend(self, *sessions: dict) -> None:
+        """Each uploads the others' numbers (hashed over HTTP here; the browser path is in test_e2e)."""
+        for session in sessions:
+            with self.server.client(session["token"]) as http:
+                discovery = http.get("/api/v1/contacts/discovery").json()
+                pepper = base64.urlsafe_b64decode(discovery["pepper"] + "=" * (-len(discovery["pepper"]) % 4))
+                hashes = [hmac.new(pepper, other["user"]["phone"].encode(), hashlib.sha256).hexdigest()
+                          for other in sessions if other is not session]
+                response = http.post("/api/v1/contacts/sync",
+                                     json={"pepper_id": discovery["pepper_id"], "mode": "replace", "hashes": hashes})
+                assert response.status_code == 200, response.text
+
 
 @pytest.fixture
 def web_stack(django_db_setup: None, django_db_blocker, tmp_path: Path) -> Iterator[WebStack]:
@@ -54,6 +69,8 @@ def web_stack(django_db_setup: None, django_db_blocker, tmp_path: Path) -> Itera
         **{key: value for key, value in os.environ.items() if not key.startswith("PYTEST")},
         "DATABASE_URL": database_url, "REDIS_URL": settings.REDIS_URL, "SECRET_KEY": settings.SECRET_KEY,
         "DEBUG": "0", "LOG_LEVEL": "WARNING", "OTP_TEST_NUMBERS": "+1555", "PUSH_BACKEND": "log",
+        # Top-ups approved at once (the test provider), for the red packets.
+        "PAYMENTS_BACKEND": "test",
         "MEDIA_ROOT": str(media_root), "EXPORT_ROOT": str(tmp_path / "exports"),
         "EXPORT_TEMP_DIR": str(tmp_path / "export-tmp"), "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
         "DJANGO_SETTINGS_MODULE": "config.settings",

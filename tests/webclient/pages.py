@@ -100,6 +100,28 @@ class WebUser:
         self.message(text).locator(".bubble").click()
         expect(self.page.get_by_test_id("message-actions")).to_be_visible()
 
+    # --- calls, wallet and red packets ----------------------------------------------------
+
+    @property
+    def call(self):
+        return self.page.get_by_test_id("call")
+
+    def open_wallet(self) -> None:
+        self.nav("nav-settings")
+        self.page.get_by_test_id("nav-wallet").click()
+        expect(self.page.get_by_test_id("wallet")).to_be_visible()
+
+    def top_up(self, amount: str) -> None:
+        self.open_wallet()
+        self.page.get_by_test_id("topup-amount").fill(amount)
+        self.page.get_by_test_id("topup").click()
+
+    def remote_video_playing(self) -> None:
+        """The peer's camera reaches this page: the remote <video> decodes frames."""
+        self.page.wait_for_function(
+            "() => { const v = document.querySelector('[data-testid=remote-video]');"
+            " return v && v.readyState >= 2 && v.videoWidth > 0 && !v.paused; }", timeout=TIMEOUT)
+
     def local_storage(self) -> dict[str, str]:
         return self.page.evaluate("Object.fromEntries(Object.entries(localStorage))")
 

@@ -14,28 +14,11 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
 
-def _befriend(web_stack, *sessions: dict) -> None:
-    """Each uploads the others' numbers (hashed over HTTP here; the browser path is in test_e2e)."""
-    import base64
-    import hashlib
-    import hmac
-
-    for session in sessions:
-        with web_stack.server.client(session["token"]) as http:
-            discovery = http.get("/api/v1/contacts/discovery").json()
-            pepper = base64.urlsafe_b64decode(discovery["pepper"] + "=" * (-len(discovery["pepper"]) % 4))
-            hashes = [hmac.new(pepper, other["user"]["phone"].encode(), hashlib.sha256).hexdigest()
-                      for other in sessions if other is not session]
-            response = http.post("/api/v1/contacts/sync",
-                                 json={"pepper_id": discovery["pepper_id"], "mode": "replace", "hashes": hashes})
-            assert response.status_code == 200, response.text
-
-
 def test_a_group_and_a_broadcast_made_in_the_browser(web_stack, browser):
     alice = web_stack.sign_in("+15550180001", "Alice")
     bob = web_stack.sign_in("+15550180002", "Bob")
     carol = web_stack.sign_in("+15550180003", "Carol")
-    _befriend(web_stack, alice, bob, carol)
+    web_stack.befriend(alice, bob, carol)
     a = WebUser.open(browser, web_stack.base, "+15550180001", "Alice", viewport=DESKTOP, token=alice["token"])
     b = WebUser.open(browser, web_stack.base, "+15550180002", "Bob", viewport=PHONE, token=bob["token"])
     expect(b.page.get_by_test_id("chat-list")).to_be_visible()

@@ -47,6 +47,9 @@ def test_the_page_has_a_csp_without_inline_script_and_no_inline_script(browser_c
     # Every script of the page is a file of this server.
     scripts = re.findall(rb"<script([^>]*)>(.*?)</script>", response.content, re.S)
     assert scripts and all(b"src=" in attrs and not body.strip() for attrs, body in scripts)
+    # Calls need the camera and microphone, for this page only; location is never asked for.
+    features = dict(part.strip().split("=", 1) for part in response["Permissions-Policy"].split(","))
+    assert features["camera"] == features["microphone"] == "(self)" and features["geolocation"] == "()"
 
 
 def test_built_assets_are_served_immutable(browser_client):

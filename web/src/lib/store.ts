@@ -45,6 +45,33 @@ export const bootError = signal<string | null>(null);
 let connection: Connection | null = null;
 const OUTBOX_KEY = "mt.outbox";
 
+// Features in their own modules (calls, wallet and red packets) see the frames and events
+// they need through these hooks, and forget their state when the user signs out.
+type FrameHook = (frame: any) => boolean;
+type EventHook = (event: StreamEvent) => void;
+const frameHooks: FrameHook[] = [];
+const eventHooks: EventHook[] = [];
+const resetHooks: Array<() => void> = [];
+
+/** `hook` sees every socket frame first; returning true means it was handled. */
+export function addFrameHook(hook: FrameHook): void {
+  frameHooks.push(hook);
+}
+
+/** `hook` sees every stream event after the store applied it. */
+export function addEventHook(hook: EventHook): void {
+  eventHooks.push(hook);
+}
+
+export function addResetHook(hook: () => void): void {
+  resetHooks.push(hook);
+}
+
+/** Send a frame on the socket now; false when it is not up. */
+export function sendFrame(frame: object): boolean {
+  return connection?.send(frame) ?? false;
+}
+
 // --- helpers --------------------------------------------------------------------------
 
 export function showToast(text: string): void {
@@ -198,6 +225,7 @@ export function completeSignIn(newToken: string): void {
 function resetState(): void {
   connection?.stop();
   connection = null;
+  for (const hook of resetHooks) hook();
   batch(() => {
     me.value = null;
     conversations.value = new Map();
@@ -395,6 +423,7 @@ export function markRead(id: string): void {
 // --- the stream -----------------------------------------------------------------------
 
 function applyFrame(frame: any): void {
+  for (const hook of frameHooks) if (hook(frame)) return;
   switch (frame.type) {
     case "event":
       applyEvent(frame.event as StreamEvent);
@@ -416,7 +445,7 @@ function applyFrame(frame: any): void {
       return;
     }
     default:
-      // Frames of features this client does not show (calls) are ignored.
+      // Frames of features this client does not know are ignored.
       return;
   }
 }
@@ -486,6 +515,7 @@ function applyEvent(event: StreamEvent): void {
     default:
       break;
   }
+  for (const hook of eventHooks) hook(event);
 }
 
 function applyDeleted(data: { conversation_id: string; message_id: string; seq: number; for?: string }): void {

@@ -2,6 +2,7 @@ import { waitNotice } from "../lib/api";
 import { match, navigate, path } from "../lib/router";
 import { socketState } from "../lib/socket";
 import { announcement, boot, bootError, booted, me, signedIn, signOut, toast } from "../lib/store";
+import { CallScreen } from "./Call";
 import { Chat } from "./Chat";
 import { Spinner } from "./common";
 import { Contacts } from "./Contacts";
@@ -12,6 +13,7 @@ import { NewConversation } from "./NewConversation";
 import { Settings } from "./Settings";
 import { Sidebar } from "./Sidebar";
 import { SignIn } from "./SignIn";
+import { WalletPage } from "./Wallet";
 import { Welcome } from "./Welcome";
 
 function Main(props: { route: string }) {
@@ -24,6 +26,7 @@ function Main(props: { route: string }) {
   if (route === "/settings") return <Settings />;
   if (route === "/devices") return <Devices />;
   if (route === "/export") return <ExportPage />;
+  if (route === "/wallet") return <WalletPage />;
   return <Welcome />;
 }
 
@@ -67,6 +70,7 @@ export function App() {
         )}
         <Main route={route} />
       </main>
+      <CallScreen />
       {toast.value && <div class="toast" data-testid="toast">{toast.value}</div>}
     </div>
   );

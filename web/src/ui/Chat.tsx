@@ -30,9 +30,11 @@ import {
   users,
 } from "../lib/store";
 import type { Attachment, Conversation, Message } from "../lib/types";
+import { currentCall, startCall } from "../lib/calls";
 import { extensionFor, startRecording, toWav } from "../lib/voice";
 import { errorText, Header, Spinner } from "./common";
 import { Icon } from "./icons";
+import { RedPacketCard, RedPacketComposer, RedPacketDialog } from "./RedPacket";
 
 interface Upload {
   id: string;
@@ -174,7 +176,27 @@ function FileLink(props: { attachment: Attachment }) {
   );
 }
 
-function Content(props: { message: Message; onOpenImage: (a: Attachment) => void }) {
+const CALL_OUTCOMES: Record<string, string> = {
+  completed: "",
+  missed: "Missed",
+  rejected: "Declined",
+  busy: "Busy",
+  failed: "Failed",
+};
+
+function CallLine(props: { message: Message }) {
+  const call = props.message.call;
+  const kind = call?.media === "video" ? "Video call" : "Voice call";
+  const outcome = call ? CALL_OUTCOMES[call.outcome] ?? call.outcome : "";
+  return (
+    <div class="text call-line" data-testid="call-message" data-outcome={call?.outcome}>
+      <Icon name={call?.media === "video" ? "video" : "phone"} size={16} /> {outcome ? `${outcome} ${kind.toLowerCase()}` : kind}
+      {call?.outcome === "completed" && <span class="muted"> · {duration(call.duration_ms)}</span>}
+    </div>
+  );
+}
+
+function Content(props: { message: Message; conversation: Conversation; onOpenImage: (a: Attachment) => void; onOpenPacket: (id: string) => void }) {
   const m = props.message;
   if (m.deleted) return <span class="recalled" data-testid="recalled">This message was recalled</span>;
   const caption = m.text ? <div class="text">{m.text}</div> : null;
@@ -201,9 +223,9 @@ function Content(props: { message: Message; onOpenImage: (a: Attachment) => void
         <div class="text"><Icon name="pin" size={16} /> {m.location.lat.toFixed(5)}, {m.location.lng.toFixed(5)}</div>
       ) : null;
     case "call":
-      return <div class="text"><Icon name="phone" size={16} /> {m.call?.media === "video" ? "Video call" : "Voice call"}: {m.call?.outcome} {m.call?.duration_ms ? duration(m.call.duration_ms) : ""}</div>;
+      return <CallLine message={m} />;
     case "red_packet":
-      return <div class="text red-packet">{m.red_packet?.greeting || "Red packet"}</div>;
+      return <RedPacketCard message={m} conversation={props.conversation} onOpen={() => m.red_packet && props.onOpenPacket(m.red_packet.id)} />;
     default:
       return <div class="text" data-testid="message-text">{m.text}</div>;
   }
@@ -213,7 +235,7 @@ function quoteOf(message: Message | undefined): string {
   if (!message) return "Message";
   if (message.deleted) return "Recalled message";
   if (message.type === "text") return message.text;
-  return { image: "Photo", voice: "Voice message", video: "Video", file: "File", location: "Location" }[message.type] ?? message.type;
+  return { image: "Photo", voice: "Voice message", video: "Video", file: "File", location: "Location", call: "Call", red_packet: "Red packet" }[message.type] ?? message.type;
 }
 
 export function Chat(props: { id: string }) {
@@ -225,6 +247,8 @@ export function Chat(props: { id: string }) {
   const [editing, setEditing] = useState<Message | null>(null);
   const [selected, setSelected] = useState<string | null>(null);
   const [viewer, setViewer] = useState<string | null>(null);
+  const [packetOpen, setPacketOpen] = useState<string | null>(null);
+  const [composingPacket, setComposingPacket] = useState(false);
   const [recording, setRecording] = useState<{ stop(): Promise<Blob>; cancel(): void } | null>(null);
   const [recordStart, setRecordStart] = useState(0);
   const [, tick] = useState(0);
@@ -376,6 +400,18 @@ export function Chat(props: { id: string }) {
   return (
     <div class="pane chat" data-testid="chat" data-conversation={id}>
       <Header title={title} subtitle={subtitle} back="/">
+        {conversation.type === "direct" && peer && peer !== me.value?.id && (
+          <>
+            <button class="icon" title="Voice call" aria-label="Voice call" data-testid="call-voice" disabled={!!currentCall.value && currentCall.value.state !== "ended"}
+              onClick={() => void startCall(id, peer, "audio")}>
+              <Icon name="phone" />
+            </button>
+            <button class="icon" title="Video call" aria-label="Video call" data-testid="call-video" disabled={!!currentCall.value && currentCall.value.state !== "ended"}
+              onClick={() => void startCall(id, peer, "video")}>
+              <Icon name="video" />
+            </button>
+          </>
+        )}
         <button class="icon" title="Details" aria-label="Details" data-testid="chat-info" onClick={() => navigate(`/chat/${id}/info`)}>
           <Icon name="info" />
         </button>
@@ -432,7 +468,7 @@ export function Chat(props: { id: string }) {
                     <span>{quoteOf(quoted)}</span>
                   </div>
                 )}
-                <Content message={m} onOpenImage={(a) => setViewer(a.url)} />
+                <Content message={m} conversation={conversation} onOpenImage={(a) => setViewer(a.url)} onOpenPacket={setPacketOpen} />
                 <div class="meta">
                   {m.edited_at && !m.deleted && <span class="edited" data-testid="edited">edited</span>}
                   <span>{clock(m.created_at)}</span>
@@ -500,6 +536,12 @@ export function Chat(props: { id: string }) {
             <button type="button" class="icon" title="Send a photo" aria-label="Send a photo" onClick={() => fileRef.current?.click()} disabled={!!recording}>
               <Icon name="camera" />
             </button>
+            {!(conversation.type === "direct" && peer === me.value?.id) && (
+              <button type="button" class="icon packet-button" title="Send a red packet" aria-label="Send a red packet" data-testid="red-packet-button"
+                onClick={() => setComposingPacket(true)} disabled={!!recording}>
+                <Icon name="packet" />
+              </button>
+            )}
             {recording ? (
               <div class="recording" data-testid="recording">● Recording {duration(Date.now() - recordStart)}</div>
             ) : (
@@ -542,6 +584,8 @@ export function Chat(props: { id: string }) {
         <div class="composer readonly">Only admins can post in this broadcast.</div>
       )}
       {viewer && <ImageViewer url={viewer} onClose={() => setViewer(null)} />}
+      {packetOpen && <RedPacketDialog packetId={packetOpen} conversation={conversation} onClose={() => setPacketOpen(null)} />}
+      {composingPacket && <RedPacketComposer conversation={conversation} onClose={() => setComposingPacket(false)} />}
     </div>
   );
 }

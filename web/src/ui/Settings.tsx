@@ -136,6 +136,7 @@ export function Settings() {
         </section>
         {error && <p class="error" data-testid="settings-error">{error}</p>}
         <section class="card links">
+          <button onClick={() => navigate("/wallet")} data-testid="nav-wallet">Wallet</button>
           <button onClick={() => navigate("/devices")} data-testid="nav-devices">Devices</button>
           <button onClick={() => navigate("/export")} data-testid="nav-export">Export my data</button>
           <button class="danger" onClick={() => signOut()} data-testid="sign-out">Sign out of this browser</button>

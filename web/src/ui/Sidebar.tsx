@@ -27,8 +27,8 @@ export function preview(message: Message | null, conversation: Conversation): st
     : message.type === "video" ? "Video"
     : message.type === "file" ? `File: ${message.attachment?.name ?? ""}`
     : message.type === "location" ? "Location"
-    : message.type === "call" ? "Call"
-    : message.type === "red_packet" ? "Red packet"
+    : message.type === "call" ? `${message.call?.outcome === "missed" ? "Missed " : ""}${message.call?.media === "video" ? "Video call" : "Voice call"}`
+    : message.type === "red_packet" ? `[Red packet] ${message.red_packet?.greeting || "Best wishes!"}`
     : message.type === "sticker" ? "Sticker"
     : message.text;
   return who + body;
