@@ -55,6 +55,7 @@ from typing import Any
 
 from celery import Task, current_app, shared_task
 from django.conf import settings
+from django import db
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -107,6 +108,8 @@ class ResilientTask(Task):
             if request.called_directly or request.is_eager:
                 raise
             countdown = retry_countdown(request.retries)
+            # Connections broken by the outage go now, not at the next task's start.
+            db.connections.close_all()
             logger.warning("task %s hit an outage (%s); retrying in %.0f s", self.name, type(exc).__name__,
                            countdown)
             # max_retries one past the current count: an outage never exhausts the budget.
