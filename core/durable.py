@@ -54,8 +54,8 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Task, current_app, shared_task
-from django.conf import settings
 from django import db
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
