@@ -153,6 +153,8 @@ def _send(task: str, outbox_id: int) -> bool:
     """Hand the row to the broker; False (logged) when the broker is unavailable."""
     try:
         if current_app.conf.task_always_eager:
+            if task not in current_app.tasks:
+                current_app.loader.import_default_modules()  # the apps' tasks modules, as a worker does
             current_app.tasks[task].apply(args=[outbox_id])
         else:
             current_app.send_task(task, args=[outbox_id], retry=True,
