@@ -5,24 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
 
 from calls import services
+from core.durable import resilient_task
 
+# An outage retries without end, backing off to minutes (core.durable.ResilientTask); the call
+# row is the durable record: calls.sweep ends rings and dropped devices whose task was lost.
 COMMON: dict[str, Any] = {
     "acks_late": True,
     "reject_on_worker_lost": True,
-    "autoretry_for": (OperationalError, InterfaceError),
-    "retry_backoff": 2,
-    "retry_backoff_max": 60,
-    "retry_jitter": True,
-    "max_retries": 5,
     "soft_time_limit": 50,
     "time_limit": 60,
 }
 
 
-@shared_task(bind=True, name="calls.ring_timeout", **COMMON)
+@resilient_task(bind=True, name="calls.ring_timeout", **COMMON)
 def ring_timeout(self: Any, call_id: str) -> str:
     """An offer's 45 s are up: ringing callees missed it; a call nobody answered ends `missed`."""
     left = services.call_ring_expire(call_id=call_id)
@@ -33,7 +30,7 @@ def ring_timeout(self: Any, call_id: str) -> str:
     return "done"
 
 
-@shared_task(bind=True, name="calls.drop_check", **COMMON)
+@resilient_task(bind=True, name="calls.drop_check", **COMMON)
 def drop_check(self: Any, call_id: str) -> str:
     """A device's socket dropped in an active call: fail the call if it did not come back."""
     left = services.call_drop_check(call_id=call_id)

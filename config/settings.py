@@ -256,12 +256,25 @@ CELERY_TASK_ROUTES = {
     "messaging.fanout": {"queue": "fanout"},
     "messaging.fanout_sweep": {"queue": "fanout"},
     "contacts.notify_contact_joined": {"queue": "fanout"},
+    "contacts.announce_joined": {"queue": "fanout"},
     "exports.announce_batch": {"queue": "fanout"},
     "media.*": {"queue": "media"},
     "exports.*": {"queue": "exports"},
 }
 # Logging is Django's LOGGING (JSON or text); a worker must not replace it with its own.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Background work that survives outages (core.durable): retries after an outage back off
+# exponentially with jitter up to this many seconds; outbox rows whose task was lost are
+# sent again by the sweep, at most once per OUTBOX_RESEND_SECONDS; done rows are kept for
+# OUTBOX_RETENTION_DAYS.
+TASK_RETRY_BACKOFF_MAX = env_int("TASK_RETRY_BACKOFF_MAX", 300)
+OUTBOX_RESEND_SECONDS = env_int("OUTBOX_RESEND_SECONDS", 120)
+OUTBOX_SWEEP_SECONDS = env_int("OUTBOX_SWEEP_SECONDS", 30)
+OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 7)
+CELERY_BEAT_SCHEDULE["core-outbox-sweep"] = {"task": "core.outbox_sweep", "schedule": float(OUTBOX_SWEEP_SECONDS)}
+# Each worker writes a heartbeat this often; /healthz `workers` is `degraded` when the newest is older.
+WORKER_HEARTBEAT_SECONDS = env_int("WORKER_HEARTBEAT_SECONDS", 15)
+WORKER_HEARTBEAT_STALE_SECONDS = env_int("WORKER_HEARTBEAT_STALE_SECONDS", 60)
 
 # --- REST --------------------------------------------------------------------
 
@@ -380,6 +393,8 @@ MESSAGING_RECALL_WINDOW = timedelta(hours=env_int("MESSAGING_RECALL_WINDOW_HOURS
 # emit no per-member receipts or presence.
 MESSAGING_INLINE_FANOUT_MAX = env_int("MESSAGING_INLINE_FANOUT_MAX", 100)
 MESSAGING_FANOUT_BATCH = env_int("MESSAGING_FANOUT_BATCH", 500)
+# Failures of a fan-out job that are not outages before it is given up (shown in the admin).
+MESSAGING_FANOUT_MAX_ATTEMPTS = env_int("MESSAGING_FANOUT_MAX_ATTEMPTS", 8)
 MESSAGING_GROUP_MAX_MEMBERS = env_int("MESSAGING_GROUP_MAX_MEMBERS", 1000)
 MESSAGING_BROADCAST_MAX_MEMBERS = env_int("MESSAGING_BROADCAST_MAX_MEMBERS", 100000)
 # Dotted path called inside the send transaction for each recipient of a new

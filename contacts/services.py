@@ -14,7 +14,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.module_loading import import_string
-from kombu.exceptions import OperationalError as BrokerError
 
 from accounts.models import User, Visibility
 from contacts import bulk, events, selectors
@@ -144,8 +143,6 @@ def pepper_drop_expired(*, now: datetime | None = None) -> int:
 
 def contacts_user_registered(*, user_id: object) -> None:
     """ACCOUNT_REGISTERED_HOOKS: index the new number, then announce it from a Celery task."""
-    from contacts.tasks import notify_contact_joined
-
     user = User.objects.filter(pk=user_id, is_active=True, phone__isnull=False).only("pk", "phone").first()
     if user is None:
         return
@@ -156,17 +153,16 @@ def contacts_user_registered(*, user_id: object) -> None:
              for p in peppers],
             ignore_conflicts=True,
         )
-        transaction.on_commit(lambda: _enqueue_joined(notify_contact_joined, user.pk))
+        _announce_joined(user.pk)
 
 
-def _enqueue_joined(task: Any, user_id: object) -> None:
-    # Runs after the signup (or sync) committed: a broker outage must not turn
-    # it into an error. The number is indexed either way; only the
-    # announcement is lost, and it is logged.
-    try:
-        task.delay(str(user_id))
-    except BrokerError:
-        logger.warning("contact.joined not enqueued for a new user", exc_info=True)
+def _announce_joined(user_id: object) -> None:
+    """Promise the contact.joined announcement in the caller's transaction (an outbox row,
+    core.durable): it runs once the database and the broker are up, even if either is down
+    when the signup commits. A rerun for the same user tells only owners not yet told."""
+    from core.durable import outbox_enqueue
+
+    outbox_enqueue("contacts.announce_joined", key=f"contacts.joined:{user_id}", kwargs={"user_id": str(user_id)})
 
 
 def contacts_user_deleted(*, user_id: object) -> None:
@@ -317,9 +313,7 @@ def contacts_sync(*, user: User, pepper_id: object, mode: object, hashes: object
         )
         if user.discoverable == Visibility.CONTACTS and _within_announce_window(user):
             # A "contacts"-only newcomer is announced to owners once their own book holds them.
-            from contacts.tasks import notify_contact_joined
-
-            transaction.on_commit(lambda: _enqueue_joined(notify_contact_joined, user.pk))
+            _announce_joined(user.pk)
     return result
 
 

@@ -6,15 +6,23 @@ from celery import shared_task
 from django.core.cache import cache
 
 from contacts import services
+from core.durable import durable_task, resilient_task
 
 ROTATION_LOCK = "contacts:rotate-pepper"
 
 
-@shared_task(name="contacts.notify_contact_joined", acks_late=True, autoretry_for=(Exception,),
-             retry_backoff=True, retry_backoff_max=300, retry_jitter=True, max_retries=5,
-             soft_time_limit=600, time_limit=660)
+@durable_task(name="contacts.announce_joined", soft_time_limit=600, time_limit=660, lease_seconds=720)
+def announce_joined(user_id: str) -> None:
+    """From the outbox row written at signup (or a sync): link stored books to the new user and
+    send contact.joined. Commits in batches; idempotent per owner (JoinedNotified is unique)."""
+    services.contact_joined_notify(user_id=user_id)
+
+
+@resilient_task(name="contacts.notify_contact_joined", autoretry_for=(Exception,),
+                retry_backoff=True, retry_backoff_max=300, retry_jitter=True, max_retries=5,
+                soft_time_limit=600, time_limit=660)
 def notify_contact_joined(user_id: str) -> int:
-    """Link stored books to the new user and send contact.joined (idempotent per owner)."""
+    """The same by user id (messages queued before the outbox, direct calls)."""
     return services.contact_joined_notify(user_id=user_id)
 
 

@@ -182,7 +182,7 @@ def render_error_response(error: ApplicationError) -> Response:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     error = to_application_error(exc)
     if error is None:
-        logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
+        log_failure(logger, f"Unhandled error in {context.get('view').__class__.__name__}", exc)
         error = ApplicationError("Internal server error.", code="internal_error", status=500)
     if isinstance(error, ServiceUnavailable):
         logger.warning("Service unavailable: %s (%s: %s)", error.details, type(exc).__name__, str(exc)[:200])
@@ -212,3 +212,30 @@ def handler404(request, exception=None) -> JsonResponse:
 
 def handler500(request) -> JsonResponse:
     return json_error(500, "internal_error", "Internal server error.")
+
+
+_DISCONNECT_PHRASES = ("closing connection", "after sending 'websocket.close'", "client disconnected")
+
+
+def is_client_disconnect(exc: BaseException) -> bool:
+    """The client went away mid-frame or mid-response: ordinary, not a server error."""
+    try:
+        from uvicorn.protocols.utils import ClientDisconnected
+    except ImportError:  # pragma: no cover - another ASGI server
+        ClientDisconnected = ()  # type: ignore[assignment]
+    from websockets.exceptions import ConnectionClosed
+
+    if isinstance(exc, (ClientDisconnected, ConnectionClosed, ConnectionResetError, BrokenPipeError)):
+        return True
+    if isinstance(exc, (RuntimeError, OSError)):
+        text = str(exc).lower()
+        return any(phrase in text for phrase in _DISCONNECT_PHRASES)
+    return False
+
+
+def log_failure(log: logging.Logger, message: str, exc: BaseException) -> None:
+    """ERROR with the traceback, except for a client disconnect: one INFO line, no traceback."""
+    if is_client_disconnect(exc):
+        log.info("%s: the client disconnected (%s)", message, type(exc).__name__)
+    else:
+        log.error(message, exc_info=exc)

@@ -43,7 +43,24 @@ def check_broker() -> None:
         client.close()
 
 
-CHECKS = {"database": check_database, "channel_layer": check_channel_layer, "broker": check_broker}
+class Degraded(Exception):
+    """A check that fails without making the service unusable: /healthz answers 200 `degraded`."""
+
+
+def check_workers() -> None:
+    from celery import current_app
+
+    if current_app.conf.task_always_eager:
+        return  # embedded default: tasks run in the web process
+    from core.workers import heartbeat_age
+
+    age = heartbeat_age()
+    if age is None or age > settings.WORKER_HEARTBEAT_STALE_SECONDS:
+        raise Degraded("no recent heartbeat from a Celery worker")
+
+
+CHECKS = {"database": check_database, "channel_layer": check_channel_layer, "broker": check_broker,
+          "workers": check_workers}
 
 
 def run_checks() -> dict[str, str]:
@@ -52,6 +69,8 @@ def run_checks() -> dict[str, str]:
         try:
             check()
             results[name] = "ok"
+        except Degraded:
+            results[name] = "degraded"
         except Exception as exc:  # noqa: BLE001 - any failure means the check fails
             results[name] = f"error: {type(exc).__name__}"
     return results

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from celery import shared_task
 from django.conf import settings
-from django.db import IntegrityError, OperationalError
+from django.db import IntegrityError
 
+from core.durable import resilient_task
 from exports import services
 
 
-@shared_task(
+# The export row is the durable record: exports.recover re-enqueues pending and stalled builds.
+@resilient_task(
     name="exports.build",
     bind=True,
     acks_late=True,  # idempotent: a redelivered build starts a new attempt or finds the work done
@@ -42,10 +44,10 @@ def announce_due() -> int | None:
     return services.sunset_dispatch_due()
 
 
-@shared_task(
+@resilient_task(
     name="exports.announce_batch",
     acks_late=True,
-    autoretry_for=(IntegrityError, OperationalError),
+    autoretry_for=(IntegrityError,),
     retry_backoff=2,
     retry_backoff_max=60,
     retry_jitter=True,

@@ -129,16 +129,21 @@ def _attachment_store(*, uploader: User, upload: UploadedFile, probed: probe.Pro
 
 
 def _enqueue_followups(attachment: Attachment) -> None:
-    """After commit: thumbnails for images and videos, the waveform of a voice note, an optional transcode."""
-    from media import tasks
+    """In the attachment's transaction: thumbnails for images and videos, the waveform of a voice
+    note, an optional transcode. Outbox rows (core.durable): they run once the database and the
+    broker are up, whatever was down when the upload finished."""
+    from core.durable import outbox_enqueue
 
     attachment_id = str(attachment.pk)
+    steps = []
     if attachment.kind in (AttachmentKind.IMAGE, AttachmentKind.VIDEO):
-        transaction.on_commit(lambda: tasks.make_thumbnail.delay(attachment_id))
+        steps.append("thumbnail")
     if attachment.kind == AttachmentKind.VOICE:
-        transaction.on_commit(lambda: tasks.make_waveform.delay(attachment_id))
+        steps.append("waveform")
     if attachment.kind == AttachmentKind.VIDEO and settings.MEDIA_VIDEO_TRANSCODE and not _plays_everywhere(attachment):
-        transaction.on_commit(lambda: tasks.transcode_video.delay(attachment_id))
+        steps.append("transcode")
+    for step in steps:
+        outbox_enqueue(f"media.{step}", key=f"media.{step}:{attachment_id}", kwargs={"attachment_id": attachment_id})
 
 
 def _plays_everywhere(attachment: Attachment) -> bool:

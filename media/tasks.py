@@ -1,11 +1,35 @@
+"""Celery tasks of media: thin, take ids, safe to run twice.
+
+The follow-ups of an upload (thumbnail, waveform, transcode) run from outbox rows
+written with the attachment (core.durable): `media.thumbnail`, `media.waveform`,
+`media.transcode`. The older `media.make_*` names stay for messages already queued
+and for direct calls.
+"""
+
 import contextlib
 
 from celery import shared_task
 
+from core.durable import durable_task, resilient_task
 from media import services
 
 
-@shared_task(
+@durable_task(name="media.thumbnail", time_limit=120, soft_time_limit=100, lease_seconds=180)
+def thumbnail(attachment_id: str) -> None:
+    services.attachment_make_thumbnail(attachment_id=attachment_id)
+
+
+@durable_task(name="media.waveform", time_limit=180, soft_time_limit=150, lease_seconds=240)
+def waveform(attachment_id: str) -> None:
+    services.attachment_make_waveform(attachment_id=attachment_id)
+
+
+@durable_task(name="media.transcode", time_limit=3900, soft_time_limit=3800, lease_seconds=4000, max_attempts=3)
+def transcode(attachment_id: str) -> None:
+    services.attachment_transcode(attachment_id=attachment_id)
+
+
+@resilient_task(
     name="media.make_thumbnail",
     acks_late=True,  # idempotent: a redelivered run finds the thumbnail made
     autoretry_for=(OSError,),
@@ -25,7 +49,7 @@ def delete_unreferenced() -> int:
     return services.attachments_delete_unreferenced()
 
 
-@shared_task(
+@resilient_task(
     name="media.make_waveform",
     acks_late=True,  # idempotent: a redelivered run finds the waveform made
     autoretry_for=(OSError,),
@@ -40,7 +64,7 @@ def make_waveform(attachment_id: str) -> None:
     services.attachment_make_waveform(attachment_id=attachment_id)
 
 
-@shared_task(
+@resilient_task(
     name="media.transcode_video",
     acks_late=True,  # idempotent: a redelivered run finds the rendition made (or overwrites its own name)
     autoretry_for=(OSError,),
@@ -55,7 +79,7 @@ def transcode_video(attachment_id: str) -> None:
     services.attachment_transcode(attachment_id=attachment_id)
 
 
-@shared_task(
+@resilient_task(
     name="media.finish_upload",
     acks_late=True,  # idempotent: upload_finish claims the upload or reports the outcome already there
     autoretry_for=(OSError,),

@@ -188,6 +188,12 @@ class FanoutJob(models.Model):
     after_user_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Failures that were not outages; at MESSAGING_FANOUT_MAX_ATTEMPTS the job is a poison
+    # input: failed_at is set, the sweep leaves it, the admin shows it (and can run it again).
+    # Database defaults: messaging_send_batch (PL/pgSQL) inserts jobs without naming these.
+    attempts = models.PositiveIntegerField(default=0, db_default=0)
+    last_error = models.TextField(blank=True, default="", db_default="")
+    failed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["created_at"], condition=Q(finished_at__isnull=True),

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
 
+from core.durable import OUTAGE_ERRORS, resilient_task, retry_countdown
 from messaging import services
 
 
-@shared_task(name="messaging.fanout", acks_late=True, autoretry_for=(Exception,), retry_backoff=2,
-             retry_backoff_max=60, retry_jitter=True, max_retries=10, soft_time_limit=240, time_limit=300)
-def fanout(job_id: int) -> int:
-    """Append a big conversation's event to its members in batches (resumes where it stopped)."""
-    return services.fanout_job_run(job_id=job_id)
+@resilient_task(name="messaging.fanout", bind=True, soft_time_limit=240, time_limit=300)
+def fanout(self: Any, job_id: int) -> int:
+    """Append a big conversation's event to its members in batches (resumes where it stopped).
+
+    An outage retries without end (ResilientTask); any other failure is counted on the job
+    (a poison job stops after MESSAGING_FANOUT_MAX_ATTEMPTS and shows in the admin) and the
+    job is retried with backoff, by this task and by the sweep."""
+    try:
+        return services.fanout_job_run(job_id=job_id)
+    except OUTAGE_ERRORS:
+        raise
+    except Exception as exc:
+        # The failure is counted on the job that raised (fanout_job_run); a poison job is left.
+        if not self.request.is_eager and services.fanout_job_open(job_id=job_id):
+            raise self.retry(countdown=retry_countdown(self.request.retries),
+                             max_retries=self.request.retries + 1) from exc
+        raise
 
 
 @shared_task(name="messaging.fanout_sweep", soft_time_limit=50, time_limit=60)

@@ -88,9 +88,23 @@ def _enqueue_fanout(kwargs: dict[str, Any]) -> None:
 
     try:
         push_fanout_task.apply_async(kwargs=kwargs)
+    except Exception:  # noqa: BLE001 - after commit: the sender must not see it
+        # The broker is down: keep the push in an outbox row (core.durable) that the sweep sends
+        # once the broker is back. Only this failure path writes a row; the send path does not.
+        logger.warning("could not enqueue push fan-out (kind=%s); kept for the sweep", kwargs["kind"])
+        _spill_fanout(kwargs)
+
+
+def _spill_fanout(kwargs: dict[str, Any]) -> None:
+    from core.durable import outbox_enqueue
+
+    try:
+        with transaction.atomic():
+            outbox_enqueue("notifications.push_fanout_outbox",
+                           key=f"push:{kwargs['dedupe_key']}:{kwargs['user_id']}"[:200], kwargs=kwargs)
     except Exception:
-        # The event is committed and reaches the user by sync; a lost push must not fail the sender.
-        logger.exception("could not enqueue push fan-out (kind=%s)", kwargs["kind"])
+        logger.exception("push fan-out lost (kind=%s): neither the broker nor the database took it",
+                         kwargs["kind"])
 
 
 # --- Presence seam ---------------------------------------------------------------------

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
 
+from core.durable import durable_task, resilient_task
 from notifications import services
 
 # acks_late: a worker killed mid-task leaves the message unacknowledged, so the broker
@@ -19,26 +19,22 @@ COMMON: dict[str, Any] = {
 }
 
 
-@shared_task(
-    name="notifications.push_fanout",
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=5,
-    **COMMON,
-)
+# An outage (database or broker unavailable) retries without end, backing off to minutes
+# (core.durable.ResilientTask): the task message waits in the broker until the database is back.
+@resilient_task(name="notifications.push_fanout", **COMMON)
 def push_fanout(**kwargs: Any) -> int:
     return len(services.push_fanout(**kwargs))
 
 
-@shared_task(
+@durable_task(name="notifications.push_fanout_outbox", **COMMON)
+def push_fanout_outbox(**kwargs: Any) -> None:
+    """The same from an outbox row: the broker was down when the push was to be enqueued."""
+    services.push_fanout(**kwargs)
+
+
+@resilient_task(
     bind=True,
     name="notifications.push_deliver",
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
     # Provider retries are bounded by PUSH_MAX_ATTEMPTS on the row; this is only a backstop.
     max_retries=50,
     **COMMON,

@@ -24,7 +24,7 @@ from typing import Any
 from django.conf import settings
 
 from core import metrics
-from core.errors import ApplicationError, to_application_error
+from core.errors import ApplicationError, log_failure, to_application_error
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +86,8 @@ class Batcher:
         for (_, done), result in zip(batch, results, strict=True):
             try:
                 await done(result)
-            except Exception:
-                logger.exception("answering a send failed")
+            except Exception as exc:  # noqa: BLE001 - one client's failure must not stop the others' answers
+                log_failure(logger, "answering a send failed", exc)
 
 
 _batchers: dict[asyncio.AbstractEventLoop, Batcher] = {}

@@ -41,7 +41,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from core import metrics
-from core.errors import ApplicationError, ValidationFailed, to_application_error
+from core.errors import ApplicationError, ValidationFailed, is_client_disconnect, log_failure, to_application_error
 from realtime import handlers, housekeeping
 from realtime.frames import FloodGuard, error_frame, frame_decode, frame_encode, frame_ref
 from realtime.hooks import run_socket_hooks
@@ -182,7 +182,7 @@ class Socket:
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            logger.error("socket task failed", exc_info=task.exception())
+            log_failure(logger, "socket task failed", task.exception())
 
     # --- Client frames -------------------------------------------------------------------
 
@@ -207,6 +207,9 @@ class Socket:
                                        details={"type": ["Unknown frame type."]})
             await handler(self, frame)
         except Exception as exc:
+            if is_client_disconnect(exc):
+                log_failure(logger, "socket frame handler failed", exc)
+                return  # nobody to answer
             error = to_application_error(exc)
             if error is None:
                 logger.exception("socket frame handler failed")
@@ -442,6 +445,9 @@ class Socket:
                     self.ack_stored = position
                 except Exception as exc:
                     error = to_application_error(exc)
+                    if error is None and is_client_disconnect(exc):
+                        log_failure(logger, "ack failed", exc)
+                        continue
                     if error is None:
                         logger.exception("ack failed")
                         error = ApplicationError("Internal server error.", code="internal_error", status=500)

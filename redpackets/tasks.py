@@ -5,10 +5,14 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import DatabaseError
 
+from core.durable import resilient_task
 from redpackets import services
 
 
-@shared_task(
+# The expired, unrefunded packet is the durable record: refund_due finds it every minute.
+# An outage retries without end (core.durable.ResilientTask); other database errors (a
+# serialization failure) a bounded number of times.
+@resilient_task(
     name="redpackets.refund",
     acks_late=True,  # idempotent: a redelivered refund finds the packet settled and does nothing
     reject_on_worker_lost=True,

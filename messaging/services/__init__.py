@@ -27,7 +27,7 @@ from messaging.services.conversations import (
     user_messages_erase,
 )
 from messaging.services.editing import message_delete, message_edit, message_remove
-from messaging.services.fanout import fanout_job_run, fanout_jobs_prune, fanout_jobs_stalled
+from messaging.services.fanout import fanout_job_open, fanout_job_run, fanout_jobs_prune, fanout_jobs_stalled
 from messaging.services.receipts import conversation_read, device_ack, message_played, sync_read
 from messaging.services.sending import (
     SendRequest,
@@ -39,7 +39,7 @@ from messaging.services.sending import (
 
 __all__ = [
     "ADMIN_ROLES", "SendRequest", "conversation_avatar_delete", "conversation_avatar_set", "conversation_create",
-    "conversation_mute", "conversation_read", "conversation_update", "device_ack", "fanout_job_run",
+    "conversation_mute", "conversation_read", "conversation_update", "device_ack", "fanout_job_open", "fanout_job_run",
     "fanout_jobs_prune", "fanout_jobs_stalled", "member_remove", "member_role_set", "members_add",
     "message_delete", "message_edit", "message_played", "message_post", "message_remove", "message_send",
     "message_send_many", "message_send_many_async", "sync_read", "user_messages_erase",

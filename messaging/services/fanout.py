@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.selectors import has_push_device
+from core.durable import is_outage
 from messaging import events, integrations
 from messaging.models import (
     Conversation,
@@ -65,15 +68,41 @@ def fanout_job_run(*, job_id: int, batch_size: int | None = None, max_batches: i
     conversation_id = FanoutJob.objects.filter(pk=job_id).values_list("conversation_id", flat=True).first()
     appended = 0
     for _ in range(max_batches):
-        with transaction.atomic():
-            job = (FanoutJob.objects.select_for_update(of=("self",)).select_related("message__sender")
-                   .filter(conversation_id=conversation_id, finished_at__isnull=True).order_by("pk").first())
-            if job is None:
-                return appended
-            appended += _fanout_batch(job, batch_size)
-            if job.pk == job_id and job.finished_at is not None:
-                return appended
+        current = None
+        try:
+            with transaction.atomic():
+                job = (FanoutJob.objects.select_for_update(of=("self",)).select_related("message__sender")
+                       .filter(conversation_id=conversation_id, finished_at__isnull=True, failed_at__isnull=True)
+                       .order_by("pk").first())
+                if job is None:
+                    return appended
+                current = job.pk
+                appended += _fanout_batch(job, batch_size)
+                if job.pk == job_id and job.finished_at is not None:
+                    return appended
+        except Exception as exc:
+            if current is not None and not is_outage(exc):
+                _fanout_job_failed(job_id=current, error=exc)
+            raise
     return appended
+
+
+def _fanout_job_failed(*, job_id: int, error: BaseException) -> None:
+    """Count a failure that was not an outage (the batch rolled back); a job that keeps failing
+    is a poison input: it stops, so the conversation's later jobs go on, and the admin shows it."""
+    attempts = FanoutJob.objects.filter(pk=job_id).values_list("attempts", flat=True).first() or 0
+    poisoned = attempts + 1 >= settings.MESSAGING_FANOUT_MAX_ATTEMPTS
+    FanoutJob.objects.filter(pk=job_id, finished_at__isnull=True).update(
+        attempts=F("attempts") + 1, last_error="".join(traceback.format_exception(error))[-4000:],
+        failed_at=timezone.now() if poisoned else None)
+    log = logger.error if poisoned else logger.warning
+    log("fan-out job %s failed (%s, attempt %d)%s", job_id, type(error).__name__, attempts + 1,
+        ": marked failed, see the admin" if poisoned else "")
+
+
+def fanout_job_open(*, job_id: int) -> bool:
+    """The job still has work and has not been given up as a poison input."""
+    return FanoutJob.objects.filter(pk=job_id, finished_at__isnull=True, failed_at__isnull=True).exists()
 
 
 def _fanout_batch(job: FanoutJob, batch_size: int) -> int:
@@ -120,7 +149,7 @@ def fanout_jobs_prune(*, older_than: timedelta = timedelta(days=1)) -> int:
 def fanout_jobs_stalled(*, older_than_seconds: int = 60) -> list[int]:
     """Unfinished jobs whose task may have been lost (process died before enqueueing)."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    return list(FanoutJob.objects.filter(finished_at__isnull=True, created_at__lt=cutoff)
+    return list(FanoutJob.objects.filter(finished_at__isnull=True, failed_at__isnull=True, created_at__lt=cutoff)
                 .order_by("pk").values_list("pk", flat=True)[:1000])
 
 

@@ -23,7 +23,10 @@ from tests.processes import ROOT, current_database_url, wait_for
 EXPECTED = {
     "notifications.push_fanout": "push", "notifications.push_deliver": "push", "notifications.push_sweep": "push",
     "messaging.fanout": "fanout", "messaging.fanout_sweep": "fanout", "contacts.notify_contact_joined": "fanout",
-    "exports.announce_batch": "fanout",
+    "exports.announce_batch": "fanout", "contacts.announce_joined": "fanout",
+    "notifications.push_fanout_outbox": "push",
+    "media.thumbnail": "media", "media.waveform": "media", "media.transcode": "media",
+    "core.outbox_sweep": "default",
     "media.make_thumbnail": "media", "media.delete_unreferenced": "media", "media.make_waveform": "media",
     "media.transcode_video": "media", "media.finish_upload": "media", "media.resumable_sweep": "media",
     "exports.build": "exports", "exports.expire": "exports", "exports.recover": "exports",

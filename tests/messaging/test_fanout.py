@@ -133,3 +133,25 @@ def test_sweep_forgets_jobs_finished_long_ago(alice, big_group, django_capture_o
     FanoutJob.objects.update(finished_at=timezone.now() - timedelta(days=2))
     tasks.fanout_sweep.delay().get()
     assert not FanoutJob.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_poison_job_is_given_up_after_its_attempts_and_no_longer_blocks_the_conversation(alice, big_group,
+                                                                                             settings):
+    settings.MESSAGING_FANOUT_MAX_ATTEMPTS = 3
+    conversation_id, members = big_group
+    send_text(alice, conversation_id, "poison")
+    send_text(alice, conversation_id, "fine")
+    poison, fine = FanoutJob.objects.filter(event_type="message.new").order_by("pk")
+    FanoutJob.objects.filter(pk=poison.pk).update(exclude_user_ids=["not-a-user-id"])  # fails every time
+    for _ in range(3):
+        with pytest.raises(Exception, match="not-a-user-id"):
+            services.fanout_job_run(job_id=fine.pk)  # jobs of a conversation run in order: the poison first
+    poison.refresh_from_db()
+    assert poison.attempts == 3 and poison.failed_at is not None and "ValidationError" in poison.last_error
+    FanoutJob.objects.update(created_at=timezone.now() - timedelta(minutes=5))
+    assert services.fanout_jobs_stalled() == [fine.pk]  # the sweep leaves the poison job alone
+    services.fanout_job_run(job_id=fine.pk)
+    fine.refresh_from_db()
+    assert fine.finished_at is not None
+    assert [[e[1]["text"] for e in stream_events(m, "message.new")] for m in members] == [["fine"]] * 6
