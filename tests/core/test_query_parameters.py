@@ -16,7 +16,7 @@ def test_unknown_query_parameters_are_ignored_on_lists_and_history(alice, bob):
 
     listed = alice.client.get("/api/v1/conversations?_=1732640000000&utm_source=x")
     assert listed.status_code == 200
-    assert [c["id"] for c in listed.json()] == [conversation_id]
+    assert [c["id"] for c in listed.json()["conversations"]] == [conversation_id]
 
     history = bob.client.get(f"/api/v1/conversations/{conversation_id}/messages?limit=2&_=123")
     assert history.status_code == 200
