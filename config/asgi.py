@@ -22,3 +22,8 @@ application = ProtocolTypeRouter(
 from media.asgi import limit_upload_bodies  # noqa: E402
 
 application = limit_upload_bodies(application)
+
+# Sunset read-only: the one check every HTTP write passes through, before media's layer and Django.
+from core.sunset import ReadOnlyGate  # noqa: E402
+
+application = ReadOnlyGate(application)

@@ -8,6 +8,8 @@
   process (one query for revoked devices, one cache pipeline for presence)
   instead of a query per socket; a revocation whose close order was lost still
   closes its sockets here.
+- The sunset: once the shutdown time has passed, the sweep closes every socket of
+  the process with 4503.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from core import sunset
 from realtime import handlers
 
 if TYPE_CHECKING:
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4001
+CLOSE_SERVICE_SHUT_DOWN = 4503
 
 
 class Housekeeper:
@@ -69,6 +73,12 @@ class Housekeeper:
     async def _sweep(self) -> None:
         sockets = [s for s in self.sockets if not s.closed]
         if not sockets:
+            return
+        if await sunset.phase_async() == sunset.SHUTDOWN:
+            # The service has shut down: every live socket of the process goes (new ones are
+            # refused at connect); export downloads keep working over HTTP.
+            for socket in sockets:
+                await socket.close(CLOSE_SERVICE_SHUT_DOWN)
             return
         try:
             revoked, came_online = await database_sync_to_async(handlers.sockets_heartbeat, thread_sensitive=False)(
