@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from accounts.models import Device, MomentsWindow, PhoneVerification, PushProvider, User, Visibility
-from accounts.tasks import send_otp_sms
+from accounts.tasks import otp_sms_sealed, send_otp_sms
 from core import metrics, ratelimit
 from core.crypto import constant_time_equals, keyed_hash, new_numeric_code, new_token, token_digest
 from core.errors import ApplicationError, NotFound, RateLimited, ValidationFailed
@@ -115,7 +115,8 @@ def otp_request(*, phone: object, region: object = None, client_ip: str) -> OtpR
         verification.code_hash = _code_hash(str(verification.pk), code)
         verification.save(update_fields=["code_hash"])
         if not test_number:
-            transaction.on_commit(lambda: send_otp_sms.delay(e164, code))
+            sealed = otp_sms_sealed(to=e164, code=code)
+            transaction.on_commit(lambda: send_otp_sms.delay(sealed))
     return OtpRequested(
         phone=e164, expires_in=settings.OTP_TTL_SECONDS, resend_after=settings.OTP_RESEND_AFTER_SECONDS
     )

@@ -23,6 +23,11 @@ from media.asgi import limit_upload_bodies  # noqa: E402
 
 application = limit_upload_bodies(application)
 
+# Sunset read-only: the one check every HTTP write passes through, before media's layer and Django.
+from core.sunset import ReadOnlyGate  # noqa: E402
+
+application = ReadOnlyGate(application)
+
 # Socket work that needs the ORM (connect, presence, replay, acks) runs in the loop's default
 # executor: sized for database round trips, not for CPUs (asyncio's default is cpu_count + 4).
 from core.executor import with_database_executor  # noqa: E402

@@ -6,14 +6,23 @@ signups and messaging refuses sends through `ensure_writable`, and the
 middleware answers 503 for most of the API once the service has shut down.
 The schedule is cached briefly (it changes a few times in a service's life),
 so a request pays one cache read, not a query.
+
+Read-only is enforced in one place per protocol: `ReadOnlyGate` in front of
+every HTTP request (config/asgi.py) and the socket's frame dispatch
+(`ensure_writable_async` for the frames in `realtime.handlers.WRITING_FRAMES`),
+both from a per-process memo. At shutdown the socket housekeeper closes live
+sockets with 4503 and new ones are closed with 4503 at once.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.apps import apps
 from django.conf import settings
@@ -105,10 +114,15 @@ def ensure_writable(action: str) -> None:
     `action` names what was refused (e.g. "signup", "message.send"); it is
     returned in the error details so clients can explain it.
     """
-    schedule = current_schedule()
+    refusal = _refusal(current_schedule(), action)
+    if refusal is not None:
+        raise refusal
+
+
+def _refusal(schedule: Schedule | None, action: str) -> ServiceReadOnly | None:
     if schedule is None or schedule.phase() in (NORMAL, ANNOUNCED):
-        return
-    raise ServiceReadOnly(details={
+        return None
+    return ServiceReadOnly(details={
         "action": action,
         "read_only_at": timestamp(schedule.read_only_at),
         "shutdown_at": timestamp(schedule.shutdown_at),
@@ -119,22 +133,90 @@ _local: dict[str, object] = {"until": 0.0, "schedule": None}
 LOCAL_SECONDS = 1.0
 
 
-async def ensure_writable_async(action: str) -> None:
-    """`ensure_writable` for the event loop: the schedule is remembered in the process for a
-    second (then re-read on a thread), so a hot path pays no round trip per call."""
+async def schedule_async() -> Schedule | None:
+    """The schedule for the event loop, remembered in the process for LOCAL_SECONDS (then
+    re-read on a thread): a hot path (every HTTP write, every writing socket frame) pays
+    no round trip per call. Unknown (a backing service down) counts as no schedule."""
     import time
 
     from channels.db import database_sync_to_async
 
     now = time.monotonic()
     if now >= float(_local["until"]):  # type: ignore[arg-type]
-        # database_sync_to_async: the thread's connection goes back to the pool afterwards.
-        _local["schedule"] = await database_sync_to_async(current_schedule, thread_sensitive=False)()
+        try:
+            # database_sync_to_async: the thread's connection goes back to the pool afterwards.
+            _local["schedule"] = await database_sync_to_async(current_schedule, thread_sensitive=False)()
+        except (DatabaseError, RedisError, OSError):
+            logger.warning("sunset phase unknown: a backing service is down")
+            _local["schedule"] = None
         _local["until"] = now + LOCAL_SECONDS
-    schedule = _local["schedule"]
-    if schedule is None or schedule.phase() in (NORMAL, ANNOUNCED):  # type: ignore[union-attr]
-        return
-    ensure_writable(action)  # raises with the details (the schedule is cached, no query)
+    return _local["schedule"]  # type: ignore[return-value]
+
+
+async def phase_async() -> str:
+    schedule = await schedule_async()
+    return schedule.phase() if schedule else NORMAL
+
+
+async def ensure_writable_async(action: str) -> None:
+    """`ensure_writable` for the event loop, from the process's memo (no query, no cache read)."""
+    refusal = _refusal(await schedule_async(), action)
+    if refusal is not None:
+        raise refusal
+
+
+# --- The one read-only gate of every HTTP write ----------------------------------------------
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_ANY = WRITE_METHODS
+# Writes that keep working from read-only on: taking one's data out (sign in, export, account
+# deletion), keeping one's devices safe (revoke, push token for export.ready), reading
+# (read pointers, played receipts), safety (blocks, reports) and money already in flight
+# (the payment provider's webhooks). Signup stays refused by accounts' ensure_writable.
+READ_ONLY_ALLOWED: tuple[tuple[frozenset[str], re.Pattern[str]], ...] = tuple(
+    (frozenset(methods), re.compile(pattern)) for methods, pattern in (
+        (_ANY, r"^/api/v1/auth/"),
+        ({"POST"}, r"^/api/v1/me/exports$"),
+        ({"DELETE"}, r"^/api/v1/me$"),
+        ({"DELETE"}, r"^/api/v1/devices/[^/]+$"),
+        ({"PUT", "DELETE"}, r"^/api/v1/devices/current/push$"),
+        ({"POST"}, r"^/api/v1/conversations/[^/]+/read$"),
+        ({"POST"}, r"^/api/v1/messages/[^/]+/played$"),
+        ({"POST"}, r"^/api/v1/blocks$"),
+        ({"DELETE"}, r"^/api/v1/blocks/[^/]+$"),
+        ({"POST"}, r"^/api/v1/reports$"),
+        (_ANY, r"^/api/v1/payments/webhooks/"),
+    )
+)
+
+
+def is_write(method: str, path: str) -> bool:
+    """An HTTP request the read-only phase refuses (the allow-list above aside)."""
+    if method not in WRITE_METHODS or not path.startswith("/api/"):
+        return False
+    return not any(method in methods and pattern.match(path) for methods, pattern in READ_ONLY_ALLOWED)
+
+
+class ReadOnlyGate:
+    """ASGI middleware in front of everything HTTP (Django's views and media's streamed tus
+    PATCH alike): from the read-only time on, every write a user can make is 403
+    `service_read_only`, before any view runs. Reads and allow-listed writes pass untouched;
+    a write costs the process memo (`schedule_async`), no query."""
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] == "http" and is_write(scope.get("method", ""), scope.get("path", "")):
+            refusal = _refusal(await schedule_async(), f"{scope['method']} {scope['path'][:200]}")
+            if refusal is not None:
+                body = json.dumps({"error": refusal.as_dict()}).encode()
+                await send({"type": "http.response.start", "status": refusal.status,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
 
 
 # Paths that keep answering after shutdown: taking data out, reading why, and

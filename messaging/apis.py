@@ -23,7 +23,6 @@ from messaging.inputs import (
     MessageSendInput,
     MuteInput,
     ReadInput,
-    StrictDateTimeField,
     int_param,
     validated,
 )
@@ -80,6 +79,12 @@ class ConversationOutput(serializers.Serializer):
     updated_at = TimestampField()
 
 
+class ConversationPageOutput(serializers.Serializer):
+    conversations = ConversationOutput(many=True)
+    cursor = serializers.CharField(help_text="Opaque; pass it back as `cursor`.")
+    has_more = serializers.BooleanField()
+
+
 class MessagePageOutput(serializers.Serializer):
     messages = MessageOutput(many=True, help_text="Oldest first.")
     has_more = serializers.BooleanField(help_text="More messages lie beyond this page in the reading direction.")
@@ -126,20 +131,25 @@ class ConversationListApi(APIView):
         operation_id="conversations_list",
         parameters=[
             OpenApiParameter("limit", int, description="At most 200 (default 100)."),
-            OpenApiParameter("before", str, description="Extension: updated_at of the last one seen, to page on."),
+            OpenApiParameter("cursor", str, description=(
+                "The `cursor` of the previous page; empty for the first. The walk is stable while new "
+                "activity reorders the list: a conversation that moves during it is not repeated in "
+                "place but comes again after the others, before `has_more` turns false, so a walk that "
+                "ends has reached every conversation. The last page's `cursor`, used later, returns "
+                "the conversations with activity since.")),
         ],
-        responses={200: ConversationOutput(many=True), **ERROR_RESPONSES},
+        responses={200: ConversationPageOutput, **ERROR_RESPONSES},
     )
     def get(self, request: Request) -> Response:
         limit = int_param(request.query_params, "limit", default=100, minimum=1, maximum=200)
-        before = request.query_params.get("before") or None
-        before_at = None
-        if before is not None:
+        raw = request.query_params.get("cursor") or None
+        cursor = None
+        if raw is not None:
             try:
-                before_at = StrictDateTimeField().to_internal_value(before)
-            except serializers.ValidationError as exc:
-                raise ValidationFailed(details={"before": ["An RFC 3339 timestamp is required."]}) from exc
-        return Response(selectors.conversation_list(user_id=request.user.pk, limit=limit, before=before_at))
+                cursor = selectors.ConversationListCursor.decode(raw)
+            except ValueError as exc:
+                raise ValidationFailed(details={"cursor": ["Not a cursor this server handed out."]}) from exc
+        return Response(selectors.conversation_list(user_id=request.user.pk, limit=limit, cursor=cursor))
 
     @extend_schema(operation_id="conversations_create", request=ConversationCreateInput,
                    responses={200: ConversationOutput, 201: ConversationOutput, **ERROR_RESPONSES})

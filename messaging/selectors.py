@@ -6,8 +6,11 @@ id) gets NotFound, never a hint that the conversation exists.
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -241,14 +244,83 @@ def conversations_public(memberships: list[Membership]) -> list[dict[str, Any]]:
     return out
 
 
+@dataclass(frozen=True)
+class ConversationListCursor:
+    """Where a walk of the conversation list stands (opaque to clients).
+
+    The walk pages one *window* of activity at a time: conversations whose last
+    activity is in (`after`, `upto`], newest first, keyset on (activity, id)
+    past `at`/`id`. The first window is everything up to the moment of the first
+    page. A conversation with new activity during the walk leaves its place (no
+    duplicate, no hole among the others) and is met again in the next window,
+    which the walk enters when the current one is exhausted; so a walk that ends
+    (`has_more` false) has reached every conversation the user had when it began.
+    The last cursor of a walk, used later, returns what changed since.
+    """
+
+    upto: datetime | None = None  # None: the moment the page is read
+    after: datetime | None = None
+    at: datetime | None = None
+    id: uuid.UUID | None = None
+
+    def encode(self) -> str:
+        values = [self.upto.isoformat() if self.upto else None, self.after.isoformat() if self.after else None,
+                  self.at.isoformat() if self.at else None, str(self.id) if self.id else None]
+        return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, raw: str) -> ConversationListCursor:
+        """Raises ValueError for anything this server did not hand out."""
+        if len(raw) > 400:
+            raise ValueError("cursor too long")
+        try:
+            upto, after, at, pk = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        except (ValueError, TypeError) as exc:
+            raise ValueError("malformed cursor") from exc
+
+        def moment(value: object) -> datetime | None:
+            if value is None:
+                return None
+            parsed = datetime.fromisoformat(str(value))
+            if parsed.tzinfo is None:
+                raise ValueError("naive time")
+            return parsed
+
+        upto_at = moment(upto)
+        if (at is None) != (pk is None) or (at is not None and upto_at is None):
+            raise ValueError("incomplete cursor")
+        return cls(upto=upto_at, after=moment(after), at=moment(at), id=uuid.UUID(str(pk)) if pk else None)
+
+
 @replica_ok  # the list may be a moment behind (core.db)
-def conversation_list(*, user_id: object, limit: int = 100, before: datetime | None = None) -> list[dict[str, Any]]:
-    """The caller's conversations, most recent activity first."""
-    qs = _annotated_memberships(user_id)
-    if before is not None:
-        qs = qs.filter(conversation__updated_at__lt=before)
-    memberships = list(qs.order_by("-conversation__updated_at", "-conversation_id")[:limit])
-    return conversations_public(memberships)
+def conversation_list(*, user_id: object, limit: int = 100,
+                      cursor: ConversationListCursor | None = None) -> dict[str, Any]:
+    """The caller's conversations, most recent activity first, one page of a stable walk
+    (see ConversationListCursor): `{"conversations", "cursor", "has_more"}`."""
+    if cursor is None:
+        cursor = ConversationListCursor()
+    if cursor.upto is None:
+        cursor = replace(cursor, upto=timezone.now())
+    qs = _annotated_memberships(user_id).filter(conversation__updated_at__lte=cursor.upto)
+    if cursor.after is not None:
+        qs = qs.filter(conversation__updated_at__gt=cursor.after)
+    if cursor.at is not None:
+        qs = qs.filter(Q(conversation__updated_at__lt=cursor.at)
+                       | Q(conversation__updated_at=cursor.at, conversation_id__lt=cursor.id))
+    memberships = list(qs.order_by("-conversation__updated_at", "-conversation_id")[: limit + 1])
+    if len(memberships) > limit:
+        memberships = memberships[:limit]
+        last = memberships[-1]
+        following = replace(cursor, at=last.conversation.updated_at, id=last.conversation_id)
+        has_more = True
+    else:
+        # This window is done; the next one holds what moved during the walk (if anything),
+        # up to the moment it is read.
+        has_more = Membership.objects.filter(user_id=user_id, left_at__isnull=True,
+                                             conversation__updated_at__gt=cursor.upto).exists()
+        following = ConversationListCursor(after=cursor.upto)
+    return {"conversations": conversations_public(memberships), "cursor": following.encode(),
+            "has_more": has_more}
 
 
 def conversation_detail(*, user_id: object, conversation_id: object) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from django.utils.module_loading import import_string
 
 from accounts.models import Device
 from core import metrics
+from core.crypto import seal
 from notifications.backends import get_push_backend
 from notifications.models import OPEN_STATUSES, DeliveryStatus, PushDelivery
 from notifications.providers.base import Failed, Outcome, PushMessage, Retry, Sent, TokenGone
@@ -41,6 +42,7 @@ MAX_TITLE_LENGTH = 256
 MAX_BODY_LENGTH = 1024
 # What a push says instead of the text when the user turned message_preview_in_push off.
 GENERIC_MESSAGE_BODY = "New message"
+PUSH_SEAL_PURPOSE = "notifications.push_fanout"
 
 
 def push_notify(
@@ -70,8 +72,8 @@ def push_notify(
     kwargs = {
         "user_id": str(user_id),
         "kind": kind[:MAX_KIND_LENGTH],
-        "title": title[:MAX_TITLE_LENGTH],
-        "body": body[:MAX_BODY_LENGTH],
+        # The text (a name, a message) never sits in the broker in clear text.
+        "sealed": seal(PUSH_SEAL_PURPOSE, {"title": title[:MAX_TITLE_LENGTH], "body": body[:MAX_BODY_LENGTH]}),
         "conversation_id": str(conversation_id) if conversation_id else None,
         "message_id": str(message_id) if message_id else None,
         "muted": bool(muted),

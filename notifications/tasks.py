@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import shared_task
+from cryptography.fernet import InvalidToken
 
+from core.crypto import unseal
 from core.durable import durable_task, resilient_task
 from notifications import services
+
+logger = logging.getLogger(__name__)
 
 # acks_late: a worker killed mid-task leaves the message unacknowledged, so the broker
 # redelivers it; the rows' unique key and claim make a second run harmless.
@@ -22,14 +27,25 @@ COMMON: dict[str, Any] = {
 # An outage (database or broker unavailable) retries without end, backing off to minutes
 # (core.durable.ResilientTask): the task message waits in the broker until the database is back.
 @resilient_task(name="notifications.push_fanout", **COMMON)
-def push_fanout(**kwargs: Any) -> int:
-    return len(services.push_fanout(**kwargs))
+def push_fanout(*, sealed: str, **kwargs: Any) -> int:
+    """`sealed` is the push's title and body, encrypted by `push_notify` for the broker."""
+    return _unsealed_fanout(sealed, kwargs)
+
+
+def _unsealed_fanout(sealed: str, kwargs: dict[str, Any]) -> int:
+    try:
+        text = unseal(services.PUSH_SEAL_PURPOSE, sealed)
+    except InvalidToken:
+        # Sealed under another SECRET_KEY (rotated since) or tampered with: nothing readable to send.
+        logger.warning("push fan-out: sealed text unreadable (kind=%s); skipped", kwargs.get("kind"))
+        return 0
+    return len(services.push_fanout(title=str(text["title"]), body=str(text["body"]), **kwargs))
 
 
 @durable_task(name="notifications.push_fanout_outbox", **COMMON)
-def push_fanout_outbox(**kwargs: Any) -> None:
+def push_fanout_outbox(*, sealed: str, **kwargs: Any) -> None:
     """The same from an outbox row: the broker was down when the push was to be enqueued."""
-    services.push_fanout(**kwargs)
+    _unsealed_fanout(sealed, kwargs)
 
 
 @resilient_task(

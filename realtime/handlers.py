@@ -237,6 +237,10 @@ async def handle_typing(socket: Socket, frame: dict[str, Any]) -> None:
                      "state": state}, user_ids=recipients)
 
 
+# Frames that write, refused with an `error` frame (`service_read_only`) from the sunset's
+# read-only time on. The other call frames only answer, signal or end calls already ringing.
+WRITING_FRAMES = frozenset({"message.send", "call.offer"})
+
 HANDLERS: dict[str, Handler] = {
     "hello": handle_hello,
     "ack": handle_ack,

@@ -10,6 +10,8 @@
   closes its sockets here; a socket whose stream's head is past what it sent,
   with no catch-up under way, missed a doorbell and reads the database (events
   committed since the previous sweep are left to their doorbell).
+- The sunset: once the shutdown time has passed, the sweep closes every socket of
+  the process with 4503.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from core import sunset
 from realtime import handlers
 
 if TYPE_CHECKING:
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4001
+CLOSE_SERVICE_SHUT_DOWN = 4503
 
 
 class Housekeeper:
@@ -71,6 +75,12 @@ class Housekeeper:
     async def _sweep(self) -> None:
         sockets = [s for s in self.sockets if not s.closed]
         if not sockets:
+            return
+        if await sunset.phase_async() == sunset.SHUTDOWN:
+            # The service has shut down: every live socket of the process goes (new ones are
+            # refused at connect); export downloads keep working over HTTP.
+            for socket in sockets:
+                await socket.close(CLOSE_SERVICE_SHUT_DOWN)
             return
         try:
             beat = await database_sync_to_async(handlers.sockets_heartbeat, thread_sensitive=False)(

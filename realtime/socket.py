@@ -40,7 +40,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from core import metrics
+from core import metrics, sunset
 from core.errors import ApplicationError, ValidationFailed, is_client_disconnect, log_failure, to_application_error
 from realtime import handlers, housekeeping
 from realtime.frames import FloodGuard, error_frame, frame_decode, frame_encode, frame_ref
@@ -55,6 +55,7 @@ CLOSE_UNAUTHENTICATED = 4001
 CLOSE_FLOODING = 4008
 CLOSE_TOO_SLOW = 4009
 CLOSE_SERVER_ERROR = 1011
+CLOSE_SERVICE_SHUT_DOWN = 4503  # the sunset's shutdown time has passed: only export (HTTP) still works
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -98,6 +99,13 @@ class Socket:
 
     async def run(self, receive: Receive) -> None:
         if (await receive())["type"] != "websocket.connect":
+            return
+        if await sunset.phase_async() == sunset.SHUTDOWN:
+            # Refused like a bad token: accepted and closed at once, so a browser can read why.
+            await self._send({"type": "websocket.accept"})
+            self.accepted = True
+            await self.close(CLOSE_SERVICE_SHUT_DOWN)
+            await _until_disconnect(receive)
             return
         device = await authenticate(self.scope)
         if device is not None:
@@ -205,6 +213,8 @@ class Socket:
             if handler is None:
                 raise ValidationFailed(f"Unknown frame type {frame['type'][:40]!r}.",
                                        details={"type": ["Unknown frame type."]})
+            if frame["type"] in handlers.WRITING_FRAMES:
+                await sunset.ensure_writable_async(frame["type"])  # the process memo: no query per frame
             await handler(self, frame)
         except Exception as exc:
             if is_client_disconnect(exc):

@@ -19,6 +19,10 @@ def _clean_redis() -> Iterator[None]:
         client = redis.Redis.from_url(settings.REDIS_URL)
         client.flushdb()
         client.close()
+    # The process's memo of the sunset schedule (core.sunset) must not outlive a test's rows.
+    from core.sunset import forget_schedule
+
+    forget_schedule()
     yield
 
 

@@ -438,8 +438,8 @@ def _apply(output: dict[str, Any], items: list[_Send], results: list[Any], *,
             rings.append((hub_key(user_id), position, event_frame(
                 position=position, type=events.MESSAGE_NEW, data_json=message_json, created_at=now)))
         for user_id, muted in entry.get("p", ()):
-            after.pushes.append({"user_id": user_id, "sender_name": entry.get("n") or "", "message": public,
-                                 "muted": muted})
+            after.pushes.append({"user_id": user_id, "sender_name": entry.get("n") or "",
+                                 "conversation_title": entry.get("t") or "", "message": public, "muted": muted})
         if "f" in entry:
             after.fanout_job_ids.append(entry["f"])
         if attachment_id:

@@ -99,13 +99,13 @@ def test_one_line_per_request_with_its_fields_and_the_request_id_echoed(json_log
 @pytest.mark.django_db
 def test_a_task_run_in_the_request_logs_one_line_with_the_request_id(json_log, settings):
     """Eager mode (no broker): the task runs inside the request and keeps its id."""
-    from accounts.tasks import send_otp_sms
+    from accounts.tasks import otp_sms_sealed, send_otp_sms
     from core.logging import request_id_var
 
     settings.SMS_BACKEND = "console"
     token = request_id_var.set("signup-7")
     try:
-        send_otp_sms.delay(PHONE, "123456")
+        send_otp_sms.delay(otp_sms_sealed(to=PHONE, code="123456"))
     finally:
         request_id_var.reset(token)
     tasks = [entry for entry in lines(json_log) if entry.get("event") == "task"]

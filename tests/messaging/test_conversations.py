@@ -280,14 +280,16 @@ def test_list_is_sorted_by_activity_with_unread_and_last_message(alice, bob, car
     send_text(bob, with_bob, "two")
     send_text(carol, with_carol, "hey")
     send_text(alice, group, "mine")
-    body = alice.client.get(URL).json()
+    page = alice.client.get(URL).json()
+    assert page["has_more"] is False and page["cursor"]
+    body = page["conversations"]
     assert [c["id"] for c in body] == [group, with_carol, with_bob]
     by_id = {c["id"]: c for c in body}
     assert by_id[with_bob]["unread_count"] == 2 and by_id[with_bob]["last_message"]["text"] == "two"
     assert by_id[with_carol]["unread_count"] == 1
     assert by_id[group]["unread_count"] == 0  # one's own messages are never unread
     send_text(bob, with_bob, "three")
-    assert alice.client.get(URL).json()[0]["id"] == with_bob
+    assert alice.client.get(URL).json()["conversations"][0]["id"] == with_bob
 
 
 @pytest.mark.django_db
@@ -300,24 +302,95 @@ def test_list_costs_the_same_queries_for_many_conversations(alice, user_factory)
 
     def list_queries(expected: int) -> int:
         with CaptureQueriesContext(connection) as captured:
-            assert len(alice.client.get(URL).json()) == expected
+            assert len(alice.client.get(URL).json()["conversations"]) == expected
         return len(captured.captured_queries)
 
     fill(2)
     few = list_queries(2)
     fill(8)
-    assert list_queries(10) == few <= 6  # auth, then page + members + last messages
+    assert list_queries(10) == few <= 7  # auth, then page + members + last messages + moved-since check
+
+
+def _walk(client, limit: int, between_pages=None) -> list[list[str]]:
+    pages, cursor = [], ""
+    while True:
+        response = client.get(URL, {"limit": limit, "cursor": cursor})
+        assert response.status_code == 200
+        body = response.json()
+        pages.append([c["id"] for c in body["conversations"]])
+        cursor = body["cursor"]
+        if not body["has_more"]:
+            return pages
+        if between_pages:
+            between_pages(len(pages))
 
 
 @pytest.mark.django_db
-def test_list_pages_with_limit_and_before(alice, user_factory):
-    for _ in range(3):
-        new_direct(alice, user_factory())
-    first = alice.client.get(URL, {"limit": 2}).json()
-    rest = alice.client.get(URL, {"before": first[-1]["updated_at"]}).json()
-    assert len(first) == 2 and len(rest) == 1
+def test_list_pages_with_cursor_and_has_more_through_thousands(alice, user_factory):
+    """3,000 chats: every one reached once, newest activity first, 200 at a time."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from messaging.models import Conversation, ConversationType, Membership, Role
+
+    base = timezone.now() - timedelta(days=30)
+    conversations = Conversation.objects.bulk_create(
+        [Conversation(type=ConversationType.GROUP, title=f"g{n}", member_count=1) for n in range(3000)])
+    Membership.objects.bulk_create([Membership(conversation=c, user=alice.user, role=Role.OWNER)
+                                    for c in conversations])
+    for n, conversation in enumerate(conversations):
+        conversation.updated_at = base + timedelta(seconds=n // 3)  # ties on activity: the id breaks them
+    Conversation.objects.bulk_update(conversations, ["updated_at"])
+
+    pages = _walk(alice.client, 200)
+    seen = [cid for page in pages for cid in page]
+    assert len(pages) == 15 and all(len(page) == 200 for page in pages)
+    assert len(seen) == len(set(seen)) == 3000
+    expected = sorted(conversations, key=lambda c: (c.updated_at, c.pk), reverse=True)
+    assert seen == [str(c.pk) for c in expected]
+
+
+@pytest.mark.django_db
+def test_list_walk_is_stable_while_new_messages_reorder_the_list(alice, user_factory):
+    others = [user_factory() for _ in range(7)]
+    ids = [new_direct(alice, other) for other in others]
+    for other, conversation_id in zip(others, ids, strict=True):
+        send_text(other, conversation_id)
+    newest_first = list(reversed(ids))
+
+    def activity(page_number: int) -> None:
+        if page_number == 1:
+            send_text(others[0], ids[0], "the oldest, not yet listed, jumps to the top")
+            send_text(others[6], ids[6], "one already listed jumps again")
+
+    pages = _walk(alice.client, 3, activity)
+    seen = [cid for page in pages for cid in page]
+    # Nothing of the first walk repeated in place or skipped; what moved comes once more at the end.
+    assert pages[0] == newest_first[:3]
+    first_pass = [cid for cid in seen[3:] if cid not in (ids[0], ids[6])]
+    assert first_pass == newest_first[3:6]
+    assert set(seen) == set(ids)
+    assert sorted(seen[-2:]) == sorted([ids[0], ids[6]])
+
+    # The last cursor, used later, is "what changed since".
+    last = alice.client.get(URL, {"limit": 3}).json()
+    while last["has_more"]:
+        last = alice.client.get(URL, {"limit": 3, "cursor": last["cursor"]}).json()
+    send_text(others[3], ids[3], "later")
+    since = alice.client.get(URL, {"cursor": last["cursor"]}).json()
+    assert [c["id"] for c in since["conversations"]] == [ids[3]]
+    assert since["conversations"][0]["last_message"]["text"] == "later"
+
+
+@pytest.mark.django_db
+def test_list_refuses_bad_limits_and_cursors(alice):
     assert alice.client.get(URL, {"limit": 0}).status_code == 400
-    assert alice.client.get(URL, {"before": "yesterday"}).status_code == 400
+    assert alice.client.get(URL, {"limit": 201}).status_code == 400
+    for cursor in ("yesterday", "W10", "eyJ4IjoxfQ", "A" * 500, "WyIyMDI2LTAxLTAxVDAwOjAwOjAwIiwwLDAsMF0"):
+        response = alice.client.get(URL, {"cursor": cursor})
+        assert response.status_code == 400, cursor
+        assert response.json()["error"]["details"] == {"cursor": ["Not a cursor this server handed out."]}
 
 
 @pytest.mark.django_db
