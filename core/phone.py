@@ -21,6 +21,10 @@ _REFUSED_TYPES = {
     PhoneNumberType.PAGER,
     PhoneNumberType.VOICEMAIL,
 }
+# Ranges reserved for fiction and documentation (Ofcom's UK drama mobile range,
+# used by the client contract's own example, "+44 7700 900123"). libphonenumber
+# calls them invalid; they are accepted like any mobile number.
+_DOCUMENTATION_PREFIXES = ("+447700900",)
 
 
 class InvalidPhone(ApplicationError):
@@ -60,7 +64,7 @@ def normalize_phone(raw: object, region: object = None) -> str:
     except phonenumbers.NumberParseException as exc:
         raise InvalidPhone() from exc
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    if is_test_number(e164) and phonenumbers.is_possible_number(number):
+    if (is_test_number(e164) or e164.startswith(_DOCUMENTATION_PREFIXES)) and phonenumbers.is_possible_number(number):
         return e164
     if not phonenumbers.is_valid_number(number):
         raise InvalidPhone()

@@ -78,6 +78,39 @@ def test_request_normalises_numbers_to_e164(api, post, sms_file, raw, region, e1
 
 
 @pytest.mark.django_db
+def test_request_accepts_the_contracts_own_example_number(api, post, sms_file):
+    # API.md, "Accounts and devices": exactly as written there.
+    response = post("/api/v1/auth/otp/request", {"phone": "+44 7700 900123", "region": "GB"})
+    assert response.status_code == 202, response.json()
+    assert response.json() == {"phone": "+447700900123", "expires_in": 300, "resend_after": 60}
+    national = post("/api/v1/auth/otp/request", {"phone": "07700 900124", "region": "GB"})
+    assert national.status_code == 202, national.json()
+    assert national.json()["phone"] == "+447700900124"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("raw", "region"),
+    [("+44 7700 901123", None)],
+)
+def test_request_still_refuses_numbers_next_to_the_documentation_range(api, post, sms_file, raw, region):
+    response = request_code(post, raw, region)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_phone"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("raw", "region"),
+    [("+44 7700 900123 99", None)],
+)
+def test_request_refuses_overlong_documentation_numbers(api, post, sms_file, raw, region):
+    response = request_code(post, raw, region)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_phone"
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("raw", "region"),
     [
