@@ -26,6 +26,9 @@ class UserSettingsOutput(serializers.Serializer):
     last_seen = serializers.ChoiceField(choices=Visibility.choices)
     read_receipts = serializers.BooleanField()
     message_preview_in_push = serializers.BooleanField()
+    group_add = serializers.ChoiceField(choices=Visibility.choices, help_text=(
+        "Who may add this user to a group or broadcast (default `contacts`: users in this user's address "
+        "book); anyone else gets the user listed under `invited` and the user gets a `group.invited` event."))
 
 
 class PublicUserOutput(serializers.Serializer):
@@ -195,6 +198,7 @@ class SettingsInput(StrictSerializer):
     last_seen = serializers.ChoiceField(choices=Visibility.choices, required=False)
     read_receipts = StrictBooleanField(required=False)
     message_preview_in_push = StrictBooleanField(required=False)
+    group_add = serializers.ChoiceField(choices=Visibility.choices, required=False)
 
 
 class MeUpdateInput(StrictSerializer):

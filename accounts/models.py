@@ -57,6 +57,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     last_seen_visibility = models.CharField(max_length=8, choices=Visibility.choices, default=Visibility.CONTACTS)
     read_receipts = models.BooleanField(default=True)
     message_preview_in_push = models.BooleanField(default=True)
+    # Who may put this user straight into a group or broadcast; anyone else sends an invitation.
+    group_add = models.CharField(max_length=8, choices=Visibility.choices, default=Visibility.CONTACTS)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     deleted_at = models.DateTimeField(null=True, blank=True)

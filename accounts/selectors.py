@@ -58,6 +58,7 @@ def user_settings(user: User) -> dict[str, Any]:
         "last_seen": user.last_seen_visibility,
         "read_receipts": user.read_receipts,
         "message_preview_in_push": user.message_preview_in_push,
+        "group_add": user.group_add,
     }
 
 

@@ -246,6 +246,7 @@ _SETTINGS_FIELDS = {
     "last_seen": "last_seen_visibility",
     "read_receipts": "read_receipts",
     "message_preview_in_push": "message_preview_in_push",
+    "group_add": "group_add",
 }
 
 
@@ -261,7 +262,7 @@ def user_update(*, user: User, display_name: str | None = None, about: str | Non
         changed.append("about")
     for key, value in (settings_changes or {}).items():
         field = _SETTINGS_FIELDS[key]
-        if field in {"discoverable", "last_seen_visibility"} and value not in Visibility.values:
+        if field in {"discoverable", "last_seen_visibility", "group_add"} and value not in Visibility.values:
             raise ValidationFailed(details={f"settings.{key}": ["Unknown value."]})
         setattr(user, field, value)
         changed.append(field)
