@@ -30,6 +30,9 @@ class UserSettingsOutput(serializers.Serializer):
         choices=MomentsWindow.choices, help_text="How far back others may page through your moments (default all).")
     moments_notifications = serializers.BooleanField(
         help_text="Extension: push for likes and comments on your moments (default true).")
+    group_add = serializers.ChoiceField(choices=Visibility.choices, help_text=(
+        "Who may add this user to a group or broadcast (default `contacts`: users in this user's address "
+        "book); anyone else gets the user listed under `invited` and the user gets a `group.invited` event."))
 
 
 class PublicUserOutput(serializers.Serializer):
@@ -201,6 +204,7 @@ class SettingsInput(StrictSerializer):
     message_preview_in_push = StrictBooleanField(required=False)
     moments_window = serializers.ChoiceField(choices=MomentsWindow.choices, required=False)
     moments_notifications = StrictBooleanField(required=False)
+    group_add = serializers.ChoiceField(choices=Visibility.choices, required=False)
 
 
 class MeUpdateInput(StrictSerializer):

@@ -71,6 +71,9 @@ class User(AbstractBaseUser, PermissionsMixin):
                                       db_default=MomentsWindow.ALL)
     # A push for likes and comments on one's own moments (the moment.interaction event comes regardless).
     moments_notifications = models.BooleanField(default=True, db_default=True)
+    # Who may put this user straight into a group or broadcast; anyone else sends an invitation.
+    group_add = models.CharField(max_length=8, choices=Visibility.choices, default=Visibility.CONTACTS,
+                                 db_default=Visibility.CONTACTS)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     deleted_at = models.DateTimeField(null=True, blank=True)

@@ -60,6 +60,7 @@ def user_settings(user: User) -> dict[str, Any]:
         "message_preview_in_push": user.message_preview_in_push,
         "moments_window": user.moments_window,
         "moments_notifications": user.moments_notifications,
+        "group_add": user.group_add,
     }
 
 

@@ -249,6 +249,7 @@ _SETTINGS_FIELDS = {
     "message_preview_in_push": "message_preview_in_push",
     "moments_window": "moments_window",
     "moments_notifications": "moments_notifications",
+    "group_add": "group_add",
 }
 
 
@@ -264,7 +265,7 @@ def user_update(*, user: User, display_name: str | None = None, about: str | Non
         changed.append("about")
     for key, value in (settings_changes or {}).items():
         field = _SETTINGS_FIELDS[key]
-        if field in {"discoverable", "last_seen_visibility"} and value not in Visibility.values:
+        if field in {"discoverable", "last_seen_visibility", "group_add"} and value not in Visibility.values:
             raise ValidationFailed(details={f"settings.{key}": ["Unknown value."]})
         if field == "moments_window" and value not in MomentsWindow.values:
             raise ValidationFailed(details={f"settings.{key}": ["Unknown value."]})

@@ -30,7 +30,8 @@ from messaging.services import SendRequest, conversation_create, message_send_ma
 def make_users(prefix: str, count: int) -> list[tuple[User, str]]:
     """`count` users with one device each, created in bulk; returns (user, token)."""
     users = User.objects.bulk_create(
-        [User(phone=f"{prefix}{index:07d}", display_name=f"{prefix[-3:]}{index}") for index in range(count)],
+        [User(phone=f"{prefix}{index:07d}", display_name=f"{prefix[-3:]}{index}", group_add="everyone")
+         for index in range(count)],
         batch_size=2000,
     )
     tokens = [new_token() for _ in users]

@@ -400,6 +400,10 @@ MESSAGING_FANOUT_BATCH = env_int("MESSAGING_FANOUT_BATCH", 500)
 MESSAGING_FANOUT_MAX_ATTEMPTS = env_int("MESSAGING_FANOUT_MAX_ATTEMPTS", 8)
 MESSAGING_GROUP_MAX_MEMBERS = env_int("MESSAGING_GROUP_MAX_MEMBERS", 1000)
 MESSAGING_BROADCAST_MAX_MEMBERS = env_int("MESSAGING_BROADCAST_MAX_MEMBERS", 100000)
+# Invitations for users whose `group_add` does not let the adder add them: how long one
+# stays open, and how many unaccepted ones an inviter may send in any 24 hours (429 past it).
+MESSAGING_GROUP_INVITATION_TTL = timedelta(days=env_int("MESSAGING_GROUP_INVITATION_TTL_DAYS", 7))
+MESSAGING_GROUP_INVITATIONS_PER_DAY = env_int("MESSAGING_GROUP_INVITATIONS_PER_DAY", 50)
 # Dotted path called inside the send transaction for each recipient of a new
 # message (notifications.services.push_notify once the push branch is merged).
 MESSAGING_PUSH_NOTIFY = "notifications.services.push_notify"

@@ -108,6 +108,15 @@ def has_in_address_book(*, owner_id: object, other_id: object) -> bool:
     return BookEntry.objects.filter(owner=owner_id, contact_user=other_id).exists()
 
 
+def owners_holding(*, other_id: object, owner_ids: Iterable[object]) -> set[str]:
+    """Ids among `owner_ids` whose uploaded address book holds `other`'s number (one indexed query)."""
+    owners = _ids(owner_ids)
+    if not owners:
+        return set()
+    return {str(owner) for owner in BookEntry.objects.filter(contact_user=other_id, owner__in=owners)
+            .values_list("owner_id", flat=True).distinct()}
+
+
 def book_size(*, owner_id: object) -> int:
     return BookEntry.objects.filter(owner=owner_id).count()
 

@@ -85,6 +85,13 @@ class ConversationPageOutput(serializers.Serializer):
     has_more = serializers.BooleanField()
 
 
+class ConversationWithInvitedOutput(ConversationOutput):
+    invited = serializers.ListField(child=serializers.UUIDField(), help_text=(
+        "Users asked for but not added because their `settings.group_add` does not let the caller add them: "
+        "each gets a `group.invited` event instead and becomes a member with POST /conversations/{id}/join. "
+        "Always empty for direct conversations."))
+
+
 class MessagePageOutput(serializers.Serializer):
     messages = MessageOutput(many=True, help_text="Oldest first.")
     has_more = serializers.BooleanField(help_text="More messages lie beyond this page in the reading direction.")
@@ -152,7 +159,11 @@ class ConversationListApi(APIView):
         return Response(selectors.conversation_list(user_id=request.user.pk, limit=limit, cursor=cursor))
 
     @extend_schema(operation_id="conversations_create", request=ConversationCreateInput,
-                   responses={200: ConversationOutput, 201: ConversationOutput, **ERROR_RESPONSES})
+                   responses={200: ConversationWithInvitedOutput, 201: ConversationWithInvitedOutput,
+                              **ERROR_RESPONSES},
+                   description="429 `rate_limited` (with `Retry-After`) when the invitations it would send take "
+                               "the caller past MESSAGING_GROUP_INVITATIONS_PER_DAY open invitations in 24 hours; "
+                               "nothing is created then.")
     def post(self, request: Request) -> Response:
         data = validated(ConversationCreateInput, _body(request))
         conversation, created = services.conversation_create(
@@ -178,12 +189,28 @@ class ConversationDetailApi(APIView):
 
 class ConversationMembersApi(APIView):
     @extend_schema(operation_id="conversations_members_add", request=MembersAddInput,
-                   responses={200: ConversationOutput, **ERROR_RESPONSES})
+                   responses={200: ConversationWithInvitedOutput, **ERROR_RESPONSES},
+                   description="Users whose `settings.group_add` does not let the caller add them are invited "
+                               "(`invited`). 429 `rate_limited` past the daily invitation allowance; nothing "
+                               "is added then.")
     def post(self, request: Request, conversation_id: str) -> Response:
         selectors.conversation_get_for_member(user_id=request.user.pk, conversation_id=conversation_id)
         data = validated(MembersAddInput, _body(request))
         return Response(services.members_add(actor=request.user, conversation_id=conversation_id,
                                              user_ids=data["user_ids"]))
+
+
+class ConversationJoinApi(APIView):
+    @extend_schema(
+        operation_id="conversations_join", request=None,
+        responses={200: ConversationOutput, **ERROR_RESPONSES},
+        description="Accept a `group.invited` invitation: the caller becomes a member (members get "
+                    "`member.added` with `by` = the inviter; the caller gets `conversation.created`). "
+                    "Already a member: 200, nothing changes. No open invitation (never invited, expired "
+                    "after 7 days, or unknown conversation): 404 `not_found`. A full group: 409 `conflict`.",
+    )
+    def post(self, request: Request, conversation_id: str) -> Response:
+        return Response(services.conversation_join(user=request.user, conversation_id=conversation_id))
 
 
 class ConversationMemberDetailApi(APIView):

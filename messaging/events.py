@@ -18,6 +18,7 @@ CONVERSATION_CREATED = "conversation.created"
 CONVERSATION_UPDATED = "conversation.updated"
 MEMBER_ADDED = "member.added"
 MEMBER_REMOVED = "member.removed"
+GROUP_INVITED = "group.invited"
 
 
 def message_new(message: dict[str, Any]) -> dict[str, Any]:
@@ -60,3 +61,11 @@ def member_added(*, conversation_id: str, user_id: str, role: str, by: str | Non
 
 def member_removed(*, conversation_id: str, user_id: str, by: str | None) -> dict[str, Any]:
     return {"conversation_id": conversation_id, "user_id": user_id, "by": by}
+
+
+def group_invited(*, conversation_id: str, type: str, title: str, avatar_url: str, member_count: int, by: str,
+                  expires_at: str) -> dict[str, Any]:
+    """To the invitee only: enough to show the invitation, since the conversation itself stays
+    hidden (404) until they join."""
+    return {"conversation_id": conversation_id, "type": type, "title": title, "avatar_url": avatar_url,
+            "member_count": member_count, "by": by, "expires_at": expires_at}

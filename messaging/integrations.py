@@ -40,6 +40,11 @@ def blocked_either_way(*, user_id: object, other_ids: Iterable[object]) -> set[s
     return {str(x) for x in contacts_selectors.blocked_either_way(user_id=user_id, other_ids=others)}
 
 
+def holding_in_address_book(*, user_id: object, owner_ids: Iterable[object]) -> set[str]:
+    """Ids among owner_ids that have user_id in their uploaded address book (one query)."""
+    return contacts_selectors.owners_holding(other_id=user_id, owner_ids=owner_ids)
+
+
 def attachment_validate(*, attachment_id: object, sender_id: object, kind: str) -> None:
     """The sender's own attachment of that kind (row locked), or ValidationFailed."""
     media_selectors.attachment_for_message(attachment_id=attachment_id, sender_id=sender_id, kind=kind)

@@ -216,3 +216,39 @@ class VoicePlayed(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_id} played by {self.user_id}"
+
+
+class GroupInvitation(models.Model):
+    """An invitation into a group or broadcast, made instead of adding a user whose
+    `group_add` setting does not let the adder add them (`group.invited`, accepted with
+    POST /conversations/{id}/join).
+
+    One row per (conversation, invitee): a new invitation after the last one expired or was
+    used refreshes it. An invitation to someone who blocked the inviter is stored too
+    (`delivered` false) so that the inviter sees the same answer and spends the same daily
+    allowance, but it never reaches the invitee and cannot be accepted.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+")
+    invitee = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+",
+                                db_index=False)
+    inviter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+",
+                                db_index=False)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    delivered = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "invitee"], name="group_invitation_uniq"),
+        ]
+        indexes = [
+            # The daily allowance: an inviter's recent invitations not yet accepted.
+            models.Index(fields=["inviter", "created_at"], condition=Q(accepted_at__isnull=True),
+                         name="group_invitation_inviter_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.invitee_id} invited to {self.conversation_id}"

@@ -9,6 +9,7 @@ urlpatterns = [
          name="conversation-members"),
     path("conversations/<str:conversation_id>/members/<str:user_id>", apis.ConversationMemberDetailApi.as_view(),
          name="conversation-member-detail"),
+    path("conversations/<str:conversation_id>/join", apis.ConversationJoinApi.as_view(), name="conversation-join"),
     path("conversations/<str:conversation_id>/mute", apis.ConversationMuteApi.as_view(), name="conversation-mute"),
     path("conversations/<str:conversation_id>/read", apis.ConversationReadApi.as_view(), name="conversation-read"),
     path("conversations/<str:conversation_id>/messages", apis.ConversationMessagesApi.as_view(),

@@ -275,6 +275,10 @@ def sign_in(base: str, phone: str) -> dict:
         response = http.post("/api/v1/auth/otp/verify", json={
             "phone": phone, "code": "000000", "device": {"name": "cluster", "platform": "web"}})
         assert response.status_code == 200, response.text
+        # Benchmark users build groups of strangers: let anyone add them (a real signup says "contacts").
+        patched = http.patch("/api/v1/me", json={"settings": {"group_add": "everyone"}},
+                             headers={"Authorization": f"Bearer {response.json()['token']}"})
+        assert patched.status_code == 200, patched.text
         return response.json()
 
 

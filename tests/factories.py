@@ -37,6 +37,11 @@ def next_phone() -> str:
 
 def sign_in(phone: str | None = None, display_name: str = "", platform: str = "android",
             **fields: object) -> SignedInDevice:
+    """A user with a device. Unlike a real signup (`group_add: contacts`), test users let
+    anyone add them to groups unless a test says otherwise (`group_add=...`): most tests
+    build groups of strangers and are about something else; tests/messaging/test_group_add.py
+    covers the setting and the default a real signup gets."""
+    fields.setdefault("group_add", "everyone")
     user = User.objects.create_user(phone=phone or next_phone(), display_name=display_name, **fields)
     device, token = device_create(user=user, name="Phone", platform=platform)
     return SignedInDevice(user=user, device=device, token=token)

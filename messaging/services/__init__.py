@@ -9,7 +9,8 @@ stream_append), so concurrent writers cannot deadlock.
 - `sending`: message_send, message_send_many (the socket's group commit), message_post (server-made)
 - `fanout`: big conversations, fanned out in Celery batches
 - `push`: the push for a new message
-- `conversations`: create, members, roles, mute, account deletion
+- `conversations`: create, members, join, roles, mute, account deletion
+- `invitations`: who may add whom (`group_add`), group invitations and their daily allowance
 - `editing`: edit, recall, hide
 - `receipts`: read pointer, device acks, delivered pointer, sync
 """
@@ -19,6 +20,7 @@ from messaging.services.conversations import (
     conversation_avatar_delete,
     conversation_avatar_set,
     conversation_create,
+    conversation_join,
     conversation_mute,
     conversation_update,
     member_remove,
@@ -39,8 +41,9 @@ from messaging.services.sending import (
 
 __all__ = [
     "ADMIN_ROLES", "SendRequest", "conversation_avatar_delete", "conversation_avatar_set", "conversation_create",
-    "conversation_mute", "conversation_read", "conversation_update", "device_ack", "fanout_job_open", "fanout_job_run",
-    "fanout_jobs_prune", "fanout_jobs_stalled", "member_remove", "member_role_set", "members_add",
+    "conversation_join", "conversation_mute", "conversation_read", "conversation_update", "device_ack",
+    "fanout_job_open", "fanout_job_run", "fanout_jobs_prune", "fanout_jobs_stalled", "member_remove", "member_role_set",
+    "members_add",
     "message_delete", "message_edit", "message_played", "message_post", "message_remove", "message_send",
     "message_send_many", "message_send_many_async", "sync_read", "user_messages_erase",
 ]

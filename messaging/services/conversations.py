@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from core.errors import Forbidden, NotFound, ValidationFailed
+from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.serializers import timestamp
 from messaging import events, integrations
 from messaging.models import (
@@ -29,6 +29,7 @@ from messaging.selectors import (
     conversation_detail,
     conversation_get_for_member,
 )
+from messaging.services import invitations
 from messaging.services.fanout import emit_to_members
 from streams.services import PendingEvent, stream_append
 
@@ -53,12 +54,24 @@ def _snapshot(conversation: Conversation) -> dict[str, Any]:
     }
 
 
-def _users_active(user_ids: Iterable[object], *, field: str) -> list[str]:
+def _users_group_add(user_ids: Iterable[object], *, field: str) -> dict[str, str]:
+    """{user id: their group_add setting} for active users; ValidationFailed if one is not."""
     ids = {str(u) for u in user_ids}
-    found = {str(u) for u in User.objects.filter(pk__in=ids, is_active=True).values_list("pk", flat=True)}
-    if found != ids:
+    found = {str(u): rule for u, rule in
+             User.objects.filter(pk__in=ids, is_active=True).values_list("pk", "group_add")}
+    if found.keys() != ids:
         raise ValidationFailed(details={field: ["One or more users do not exist."]})
-    return sorted(found)
+    return found
+
+
+def _users_active(user_ids: Iterable[object], *, field: str) -> list[str]:
+    return sorted(_users_group_add(user_ids, field=field))
+
+
+def _lock_user(user: User) -> None:
+    """The adder's row lock, taken first (users before conversations, as account deletion
+    does): it serialises one adder's invitations so the daily allowance holds."""
+    User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).first()
 
 
 def conversation_create(*, creator: User, type: str, user_id: object = None, title: str = "",
@@ -67,25 +80,34 @@ def conversation_create(*, creator: User, type: str, user_id: object = None, tit
 
     Direct conversations are one per pair: the unique `direct_key` turns a
     concurrent second creation into an IntegrityError, answered with the first.
+    Groups and broadcasts take in directly only the users whose `group_add` lets the
+    creator add them; the others are invited and listed under `invited`.
     """
     if type == ConversationType.DIRECT:
-        return _direct_get_or_create(creator=creator, other_id=user_id)
+        conversation, created = _direct_get_or_create(creator=creator, other_id=user_id)
+        return {**conversation, "invited": []}, created
     limit = (settings.MESSAGING_BROADCAST_MAX_MEMBERS if type == ConversationType.BROADCAST
              else settings.MESSAGING_GROUP_MAX_MEMBERS)
-    others = [u for u in _users_active(member_ids, field="member_ids") if u != str(creator.pk)]
-    if len(others) + 1 > limit:
+    requested = _users_group_add(member_ids, field="member_ids")
+    requested.pop(str(creator.pk), None)
+    if len(requested) + 1 > limit:
         raise ValidationFailed(details={"member_ids": [f"At most {limit} members."]})
     with transaction.atomic():
+        _lock_user(creator)
+        others, invited, undelivered = invitations.group_add_split(adder_id=creator.pk, group_add=requested)
         conversation = Conversation.objects.create(type=type, title=title.strip(), created_by=creator,
                                                    member_count=len(others) + 1)
         Membership.objects.bulk_create(
             [Membership(conversation=conversation, user=creator, role=Role.OWNER)]
             + [Membership(conversation=conversation, user_id=u, role=Role.MEMBER) for u in others]
         )
-        stream_append(emit_to_members(conversation=conversation, type=events.CONVERSATION_CREATED,
-                                       data=events.conversation_created(_snapshot(conversation)),
-                                       actor_id=creator.pk))
-    return conversation_detail(user_id=creator.pk, conversation_id=conversation.pk), True
+        pending = emit_to_members(conversation=conversation, type=events.CONVERSATION_CREATED,
+                                  data=events.conversation_created(_snapshot(conversation)), actor_id=creator.pk)
+        pending += invitations.invitations_send(conversation=conversation, inviter_id=creator.pk,
+                                                invitee_ids=invited, undelivered=undelivered,
+                                                now=conversation.created_at)
+        stream_append(pending)
+    return {**conversation_detail(user_id=creator.pk, conversation_id=conversation.pk), "invited": invited}, True
 
 
 def _direct_get_or_create(*, creator: User, other_id: object) -> tuple[dict[str, Any], bool]:
@@ -148,40 +170,84 @@ def conversation_update(*, actor: User, conversation_id: object, title: str) -> 
 
 
 def members_add(*, actor: User, conversation_id: object, user_ids: Iterable[object]) -> dict[str, Any]:
-    """Add (or re-add) users; they start with nothing unread."""
+    """Add (or re-add) users; they start with nothing unread. Users whose `group_add`
+    does not let the actor add them are invited instead and listed under `invited`."""
     with transaction.atomic():
+        _lock_user(actor)
         conversation, _ = _locked_for_admin(actor=actor, conversation_id=conversation_id)
-        wanted = _users_active(user_ids, field="user_ids")
-        rows = {str(m.user_id): m for m in Membership.objects.filter(conversation=conversation, user_id__in=wanted)}
+        wanted = _users_group_add(user_ids, field="user_ids")
+        current = set(Membership.objects.filter(conversation=conversation, user_id__in=wanted, left_at__isnull=True)
+                      .values_list("user_id", flat=True))
+        for user_id in current:
+            wanted.pop(str(user_id), None)
+        direct, invited, undelivered = invitations.group_add_split(adder_id=actor.pk, group_add=wanted)
         now = timezone.now()
-        added: list[str] = []
-        for user_id in wanted:
-            row = rows.get(user_id)
-            if row is not None and row.left_at is None:
-                continue
-            if row is None:
-                row = Membership(conversation=conversation, user_id=user_id)
-            row.role, row.left_at, row.left_seq, row.joined_at = Role.MEMBER, None, None, now
-            row.read_seq = row.delivered_seq = conversation.last_seq
-            row.save()
-            added.append(user_id)
-        limit = (settings.MESSAGING_BROADCAST_MAX_MEMBERS if conversation.type == ConversationType.BROADCAST
-                 else settings.MESSAGING_GROUP_MAX_MEMBERS)
-        if conversation.member_count + len(added) > limit:
-            raise ValidationFailed(details={"user_ids": [f"At most {limit} members."]})
-        if added:
-            conversation.member_count += len(added)
-            conversation.updated_at = now
-            conversation.save(update_fields=["member_count", "updated_at"])
-            snapshot = events.conversation_created(_snapshot(conversation))
-            pending = [PendingEvent(u, events.CONVERSATION_CREATED, snapshot) for u in added]
-            for user_id in added:
-                pending += _emit_member_change(
-                    conversation=conversation, type=events.MEMBER_ADDED, actor_id=actor.pk, affected=user_id,
-                    data=events.member_added(conversation_id=str(conversation.pk), user_id=user_id,
-                                             role=Role.MEMBER, by=str(actor.pk)))
-            stream_append(pending)
-    return conversation_detail(user_id=actor.pk, conversation_id=conversation.pk)
+        pending = _memberships_add(conversation=conversation, user_ids=direct, by=str(actor.pk), now=now,
+                                   field="user_ids")
+        invitations.invitations_close(conversation=conversation, user_ids=direct)
+        pending += invitations.invitations_send(conversation=conversation, inviter_id=actor.pk, invitee_ids=invited,
+                                                undelivered=undelivered, now=now)
+        stream_append(pending)
+    return {**conversation_detail(user_id=actor.pk, conversation_id=conversation.pk), "invited": invited}
+
+
+def _memberships_add(*, conversation: Conversation, user_ids: list[str], by: str, now: datetime,
+                     field: str) -> list[PendingEvent]:
+    """Make the users (none of them a current member) members; returns the events owed.
+    Call holding the conversation row lock."""
+    if not user_ids:
+        return []
+    limit = (settings.MESSAGING_BROADCAST_MAX_MEMBERS if conversation.type == ConversationType.BROADCAST
+             else settings.MESSAGING_GROUP_MAX_MEMBERS)
+    if conversation.member_count + len(user_ids) > limit:
+        raise ValidationFailed(f"At most {limit} members.", details={field: [f"At most {limit} members."]})
+    rows = {str(m.user_id): m for m in Membership.objects.filter(conversation=conversation, user_id__in=user_ids)}
+    for user_id in user_ids:
+        row = rows.get(user_id) or Membership(conversation=conversation, user_id=user_id)
+        row.role, row.left_at, row.left_seq, row.joined_at = Role.MEMBER, None, None, now
+        row.read_seq = row.delivered_seq = conversation.last_seq
+        row.save()
+    conversation.member_count += len(user_ids)
+    conversation.updated_at = now
+    conversation.save(update_fields=["member_count", "updated_at"])
+    snapshot = events.conversation_created(_snapshot(conversation))
+    pending = [PendingEvent(u, events.CONVERSATION_CREATED, snapshot) for u in user_ids]
+    for user_id in user_ids:
+        pending += _emit_member_change(
+            conversation=conversation, type=events.MEMBER_ADDED, actor_id=by, affected=user_id,
+            data=events.member_added(conversation_id=str(conversation.pk), user_id=user_id, role=Role.MEMBER, by=by))
+    return pending
+
+
+def conversation_join(*, user: User, conversation_id: object) -> dict[str, Any]:
+    """Accept an open invitation (`group.invited`): the user becomes a member, as if the
+    inviter had added them (`member.added` says `by` the inviter). Joining again is a no-op.
+
+    Without an open invitation (none, expired, or from someone the user blocked) the
+    conversation does not exist for the user: 404. A full group is 409 `conflict`.
+    """
+    target = as_uuid(conversation_id) if not isinstance(conversation_id, uuid.UUID) else conversation_id
+    if target is None:
+        raise NotFound()
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().filter(pk=target).first()
+        if conversation is None:
+            raise NotFound()
+        if Membership.objects.filter(conversation=conversation, user=user, left_at__isnull=True).exists():
+            return conversation_detail(user_id=user.pk, conversation_id=conversation.pk)
+        now = timezone.now()
+        invitation = invitations.invitation_for_join(conversation=conversation, user_id=user.pk, now=now)
+        if invitation is None:
+            raise NotFound()
+        try:
+            pending = _memberships_add(conversation=conversation, user_ids=[str(user.pk)],
+                                       by=str(invitation.inviter_id), now=now, field="conversation_id")
+        except ValidationFailed as full:
+            raise Conflict("The conversation is full.") from full
+        invitation.accepted_at = now
+        invitation.save(update_fields=["accepted_at"])
+        stream_append(pending)
+    return conversation_detail(user_id=user.pk, conversation_id=conversation.pk)
 
 
 def _emit_member_change(*, conversation: Conversation, type: str, data: dict[str, Any], actor_id: object,

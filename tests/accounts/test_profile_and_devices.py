@@ -40,10 +40,17 @@ def test_logout_revokes_only_the_calling_device(alice):
 
 
 @pytest.mark.django_db
-def test_me_returns_private_fields_and_default_settings(alice):
-    body = alice.client.get(ME).json()
+def test_me_returns_private_fields_and_default_settings(api, settings):
+    # Signed up the way a client does, so the settings are a new account's defaults.
+    settings.OTP_TEST_NUMBERS = ["+1555"]
+    api.post("/api/v1/auth/otp/request", {"phone": "+15550100123"}, format="json")
+    token = api.post("/api/v1/auth/otp/verify", {"phone": "+15550100123", "code": settings.OTP_TEST_CODE,
+                                                  "device": {"name": "P", "platform": "ios"}},
+                     format="json").json()["token"]
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    body = api.get(ME).json()
     assert set(body) == {"id", "phone", "display_name", "about", "avatar_url", "created_at", "settings"}
-    assert body["phone"] == "+447700900001"
+    assert body["phone"] == "+15550100123"
     assert body["created_at"].endswith("Z") and "." in body["created_at"]
     assert body["settings"] == {
         "discoverable": "everyone",
@@ -52,6 +59,7 @@ def test_me_returns_private_fields_and_default_settings(alice):
         "message_preview_in_push": True,
         "moments_window": "all",
         "moments_notifications": True,
+        "group_add": "contacts",
     }
 
 
@@ -70,10 +78,14 @@ def test_patch_me_changes_given_fields_and_keeps_the_others(alice):
         "message_preview_in_push": True,
         "moments_window": "all",
         "moments_notifications": True,
+        "group_add": "everyone",  # the test factory's (a real signup gets "contacts")
     }
     body = alice.client.patch(ME, {"about": "", "settings": {"read_receipts": False}}, format="json").json()
     assert body["display_name"] == "Alice L." and body["about"] == ""
     assert body["settings"]["last_seen"] == "nobody" and body["settings"]["read_receipts"] is False
+    body = alice.client.patch(ME, {"settings": {"group_add": "nobody"}}, format="json").json()
+    assert body["settings"]["group_add"] == "nobody" and body["settings"]["last_seen"] == "nobody"
+    assert alice.client.get(ME).json()["settings"]["group_add"] == "nobody"
 
 
 @pytest.mark.django_db
@@ -88,6 +100,9 @@ def test_patch_me_changes_given_fields_and_keeps_the_others(alice):
         ({"settings": {"last_seen": None}}, "settings.last_seen"),
         ({"settings": {"read_receipts": "yes"}}, "settings.read_receipts"),
         ({"settings": {"message_preview_in_push": 1}}, "settings.message_preview_in_push"),
+        ({"settings": {"group_add": "friends"}}, "settings.group_add"),
+        ({"settings": {"group_add": None}}, "settings.group_add"),
+        ({"settings": {"group_add": ["everyone"]}}, "settings.group_add"),
         ({"settings": {"theme": "dark"}}, "settings.theme"),
         ({"settings": "everyone"}, "settings"),
         ({"phone": "+447700900999"}, "phone"),
@@ -103,6 +118,7 @@ def test_patch_me_bad_input_is_validation_error_and_changes_nothing(alice, body,
     assert field in error["details"]
     alice.user.refresh_from_db()
     assert alice.user.display_name == "Alice" and alice.user.phone == "+447700900001"
+    assert alice.user.group_add == "everyone"
 
 
 @pytest.mark.django_db

@@ -241,4 +241,8 @@ def sign_in_over_http(server: AsgiServer, phone: str, code: str = "000000") -> d
             "/api/v1/auth/otp/verify", json={"phone": phone, "code": code, "device": {"name": "t", "platform": "web"}}
         )
         assert response.status_code == 200, response.text
+        # Harness users build groups of strangers: let anyone add them (a real signup says "contacts").
+        headers = {"Authorization": f"Bearer {response.json()['token']}"}
+        patched = http.patch("/api/v1/me", json={"settings": {"group_add": "everyone"}}, headers=headers)
+        assert patched.status_code == 200, patched.text
         return response.json()
