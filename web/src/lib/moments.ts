@@ -4,6 +4,7 @@
 // on your own posts).
 import { signal } from "@preact/signals";
 import { api, uploadAttachment, uuid4 } from "./api";
+import { path } from "./router";
 import { addEventHook, addResetHook, ensureUser, me } from "./store";
 import type { Attachment, StreamEvent } from "./types";
 
@@ -236,7 +237,8 @@ export async function deleteComment(id: string, commentId: string): Promise<void
 addEventHook((event: StreamEvent) => {
   const data = event.data ?? {};
   if (event.type === "moment.new") {
-    newMoments.value = newMoments.value + 1;
+    // The badge counts posts not yet seen: none while the timeline is on screen.
+    if (path.value !== "/moments") newMoments.value = newMoments.value + 1;
     if (data.author_id) void ensureUser(data.author_id);
     // Loaded feeds (the timeline, the author's page) are re-read so the post shows live.
     for (const source of Object.keys(feeds.value)) {
