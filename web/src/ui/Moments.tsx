@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, uuid4 } from "../lib/api";
-import { clock, shortDate } from "../lib/format";
+import { shortDate } from "../lib/format";
 import { blobUrl } from "../lib/media";
 import {
   addComment,
@@ -57,8 +57,8 @@ export function PersonMoments(props: { userId: string }) {
       <Header title={mine ? "My posts" : userName(props.userId)} subtitle="Moments" back="/moments" />
       <div class="pane-body moments-body">
         <div class="moments-person">
-          <Avatar userId={props.userId} name={userName(props.userId)} />
-          <span class="moment-author">{mine ? "You" : userName(props.userId)}</span>
+          <Avatar userId={props.userId} name={mine ? me.value?.display_name ?? "" : userName(props.userId)} />
+          <span class="moment-author">{mine ? me.value?.display_name || "You" : userName(props.userId)}</span>
         </div>
         <FeedList source={props.userId} empty={mine ? "You have not posted yet." : "Nothing to see here."} />
       </div>
@@ -248,7 +248,7 @@ function MomentCard(props: { moment: Moment }) {
   return (
     <li class="moment card" data-testid="moment" data-moment-id={m.id} data-author={userName(m.author_id)}>
       <div class="moment-head">
-        <Avatar userId={m.author_id} name={userName(m.author_id)} />
+        <Avatar userId={m.author_id} name={mine ? me.value?.display_name ?? "" : userName(m.author_id)} />
         <div class="moment-main">
           <button class="link moment-author" data-testid="moment-author" onClick={() => navigate(`/moments/user/${m.author_id}`)}>
             {mine ? me.value?.display_name || "You" : userName(m.author_id)}
@@ -263,7 +263,7 @@ function MomentCard(props: { moment: Moment }) {
           )}
           {m.location?.name && <div class="muted small"><Icon name="pin" size={14} /> {m.location.name}</div>}
           <div class="moment-meta">
-            <span class="muted small" title={`${shortDate(m.created_at)} ${clock(m.created_at)}`}>{shortDate(m.created_at)} {clock(m.created_at)}</span>
+            <span class="muted small" title={new Date(m.created_at).toLocaleString()}>{shortDate(m.created_at)}</span>
             {mine && m.visibility.mode !== "friends" && (
               <span class="tag" data-testid="moment-visibility-tag">{VISIBILITY[m.visibility.mode]}</span>
             )}
@@ -273,7 +273,7 @@ function MomentCard(props: { moment: Moment }) {
                 Delete
               </button>
             )}
-            <span class="spacer" />
+            <span class="actions">
             <button class={`small${liked ? " liked" : ""}`} data-testid="moment-like" aria-pressed={liked} disabled={busy}
               onClick={() => act(() => setLiked(m.id, !liked))}>
               {liked ? "♥ Liked" : "♡ Like"}
@@ -281,6 +281,7 @@ function MomentCard(props: { moment: Moment }) {
             <button class="small" data-testid="moment-comment-open" onClick={() => { setCommenting(!commenting); setReplyTo(null); }}>
               Comment
             </button>
+            </span>
           </div>
           {(m.likes.length > 0 || m.comments.length > 0) && (
             <div class="moment-social">
