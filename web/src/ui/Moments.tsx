@@ -195,6 +195,19 @@ function Composer() {
   );
 }
 
+/** A post's one video (apps may post one instead of photos), fetched with the token like photos. */
+function MomentVideo(props: { attachment: Attachment }) {
+  const [src, setSrc] = useState<string | null>(null);
+  useEffect(() => {
+    let live = true;
+    blobUrl(props.attachment.url).then((url) => live && setSrc(url)).catch(() => {});
+    return () => {
+      live = false;
+    };
+  }, [props.attachment.url]);
+  return src ? <video class="moment-video" controls preload="metadata" src={src} data-testid="moment-video" /> : <div class="image-placeholder" />;
+}
+
 function MomentImage(props: { attachment: Attachment; onOpen: () => void }) {
   const [src, setSrc] = useState<string | null>(null);
   const source = props.attachment.thumbnail_url ?? props.attachment.url;
@@ -256,12 +269,16 @@ function MomentCard(props: { moment: Moment }) {
           {m.text && <p class="moment-text" data-testid="moment-text">{m.text}</p>}
           {m.attachments.length > 0 && (
             <div class={`moment-grid n${Math.min(m.attachments.length, 3)}`}>
-              {m.attachments.map((attachment) => (
+              {m.attachments.map((attachment) => attachment.kind === "video" ? <MomentVideo key={attachment.id} attachment={attachment} /> : (
                 <MomentImage key={attachment.id} attachment={attachment} onOpen={() => setViewer(attachment.url)} />
               ))}
             </div>
           )}
-          {m.location?.name && <div class="muted small"><Icon name="pin" size={14} /> {m.location.name}</div>}
+          {m.location && (
+            <div class="muted small moment-place" data-testid="moment-location">
+              <Icon name="pin" size={14} /> {m.location.name || `${m.location.lat.toFixed(4)}, ${m.location.lng.toFixed(4)}`}
+            </div>
+          )}
           <div class="moment-meta">
             <span class="muted small" title={new Date(m.created_at).toLocaleString()}>{shortDate(m.created_at)}</span>
             {mine && m.visibility.mode !== "friends" && (
