@@ -1,7 +1,10 @@
 """Moments in the web client: Alice posts text and a photo, her friend Bob sees it live in his
-timeline, likes and comments, and Alice sees the like and the comment live."""
+timeline, likes and comments, and Alice sees the like and the comment live; she deletes it; the timeline pages by its
+cursor."""
 
 from __future__ import annotations
+
+import uuid
 
 import pytest
 from playwright.sync_api import expect
@@ -110,6 +113,21 @@ def test_a_moment_posted_liked_and_commented_in_two_browsers(web_stack, browser,
     assert _timeline(web_stack, bob) == []
     b.page.goto("/app/moments")
     expect(b.page.get_by_test_id("moments-empty")).to_be_visible()
+
+    # Paging by the server's cursor: 21 posts are a page of 20 and, on "Older posts", the last one.
+    with web_stack.server.client(alice["token"]) as http:
+        for n in range(1, 22):
+            response = http.post("/api/v1/moments", json={"client_id": str(uuid.uuid4()), "text": f"Post {n}",
+                                                          "visibility": {"mode": "friends"}})
+            assert response.status_code == 201, response.text
+    b.page.reload()
+    texts = b.page.get_by_test_id("moment-text")
+    expect(texts).to_have_count(20)
+    expect(texts.first).to_have_text("Post 21")
+    b.page.get_by_test_id("moments-more").click()
+    expect(texts).to_have_count(21)
+    expect(texts.last).to_have_text("Post 1")
+    expect(b.page.get_by_test_id("moments-more")).to_have_count(0)
 
     for user in (a, b):
         assert user.csp_violations() == []
