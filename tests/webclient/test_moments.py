@@ -129,5 +129,23 @@ def test_a_moment_posted_liked_and_commented_in_two_browsers(web_stack, browser,
     expect(texts.last).to_have_text("Post 1")
     expect(b.page.get_by_test_id("moments-more")).to_have_count(0)
 
+    # The visibility choice: "Only me" stays with Alice; "Only these friends" with Bob picked reaches him.
+    a.page.get_by_test_id("moment-input").fill("Note to self")
+    a.page.get_by_test_id("moment-visibility").select_option("private")
+    a.page.get_by_test_id("moment-post").click()
+    expect(a.page.get_by_test_id("moment").first.get_by_test_id("moment-visibility-tag")).to_have_text("Only me")
+    a.page.get_by_test_id("moment-input").fill("For Bob only")
+    a.page.get_by_test_id("moment-visibility").select_option("only")
+    a.page.get_by_test_id("moment-friend").check()
+    a.page.get_by_test_id("moment-post").click()
+    expect(a.page.get_by_test_id("moment").first.get_by_test_id("moment-text")).to_have_text("For Bob only")
+    expect(texts.first).to_have_text("For Bob only")
+    visible_to_bob = [moment["text"] for moment in _timeline(web_stack, bob)]
+    assert visible_to_bob[0] == "For Bob only" and "Note to self" not in visible_to_bob
+    mine = {moment["text"]: moment["visibility"] for moment in _timeline(web_stack, alice)}
+    assert mine["Note to self"] == {"mode": "private", "user_ids": []}
+    assert mine["For Bob only"] == {"mode": "only", "user_ids": [bob["user"]["id"]]}
+    expect(b.page.get_by_test_id("moment-text").filter(has_text="Note to self")).to_have_count(0)
+
     for user in (a, b):
         assert user.csp_violations() == []
