@@ -156,12 +156,19 @@ export interface Draft {
   userIds: string[];
 }
 
-/** Upload the images (as chat photos are), then post; one client_id for the post's retries. */
-export async function postMoment(draft: Draft, clientId: string = uuid4()): Promise<Moment> {
+/**
+ * Upload the images (as chat photos are), then post; one client_id for the post's retries, and
+ * `uploaded` remembers the images already on the server so a retry does not upload them again.
+ */
+export async function postMoment(draft: Draft, clientId: string = uuid4(), uploaded = new Map<File, string>()): Promise<Moment> {
   const attachmentIds: string[] = [];
   for (const file of draft.files) {
-    const attachment = await uploadAttachment(file, file.name || "photo.jpg", "image");
-    attachmentIds.push(attachment.id);
+    let id = uploaded.get(file);
+    if (!id) {
+      id = (await uploadAttachment(file, file.name || "photo.jpg", "image")).id as string;
+      uploaded.set(file, id);
+    }
+    attachmentIds.push(id);
   }
   const body: Record<string, unknown> = {
     client_id: clientId,

@@ -102,6 +102,7 @@ function Composer() {
   const [error, setError] = useState<string | null>(null);
   // One client_id per post, kept across retries of the same draft.
   const [clientId, setClientId] = useState(uuid4);
+  const [uploaded, setUploaded] = useState(() => new Map<File, string>());
 
   useEffect(() => {
     if ((mode === "only" || mode === "except") && friends === null) {
@@ -129,13 +130,14 @@ function Composer() {
     setBusy(true);
     setError(null);
     try {
-      await postMoment({ text, files: files.map((f) => f.file), mode, userIds: picked }, clientId);
+      await postMoment({ text, files: files.map((f) => f.file), mode, userIds: picked }, clientId, uploaded);
       for (const f of files) URL.revokeObjectURL(f.url);
       setText("");
       setFiles([]);
       setPicked([]);
       setMode("friends");
       setClientId(uuid4());
+      setUploaded(new Map());
     } catch (e) {
       setError(errorText(e));
     } finally {
