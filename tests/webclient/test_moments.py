@@ -30,6 +30,9 @@ def test_a_moment_posted_liked_and_commented_in_two_browsers(web_stack, browser,
     alice = web_stack.sign_in("+15550230001", "Alice")
     bob = web_stack.sign_in("+15550230002", "Bob")
     web_stack.befriend(alice, bob)
+    with web_stack.server.client(bob["token"]) as http:
+        response = http.post("/api/v1/conversations", json={"type": "direct", "user_id": alice["user"]["id"]})
+        assert response.status_code in (200, 201), response.text
     photo = write_png(tmp_path / "sunset.png", width=120, height=90)
     a = WebUser.open(browser, web_stack.base, "+15550230001", "Alice", viewport=DESKTOP, token=alice["token"])
     b = WebUser.open(browser, web_stack.base, "+15550230002", "Bob", viewport=PHONE, token=bob["token"])
@@ -105,6 +108,13 @@ def test_a_moment_posted_liked_and_commented_in_two_browsers(web_stack, browser,
     expect(b.page.get_by_test_id("person-moments")).to_be_visible()
     expect(b.page.get_by_test_id("pane-title")).to_have_text("Alice")
     expect(b.page.get_by_test_id("moment").get_by_test_id("moment-text")).to_have_text("Sunset at the beach")
+    # ... and from their chat's details.
+    b.open_chat("Alice")
+    b.page.get_by_test_id("chat-info").click()
+    b.page.get_by_test_id("peer-moments").click()
+    expect(b.page.get_by_test_id("person-moments")).to_be_visible()
+    expect(b.page.get_by_test_id("moment").get_by_test_id("moment-text")).to_have_text("Sunset at the beach")
+    b.nav("nav-moments")
 
     # Alice deletes her post; it is gone from the server and from Bob's timeline on reload.
     a.page.once("dialog", lambda dialog: dialog.accept())
