@@ -51,6 +51,21 @@ def write_chart(path: Path) -> None:
     image.save(path, format="PNG")
 
 
+def write_landscape(path: Path, hue: int) -> None:
+    """Hills under a sky, to stand in for a holiday photo in Moments."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (400, 400), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    for y in range(400):
+        draw.line([0, y, 400, y], fill=(120 + y // 8, 170 + y // 10, 235 - hue // 4))
+    draw.ellipse([280, 50, 340, 110], fill=(255, 214, 90))
+    draw.polygon([(0, 400), (0, 260), (120, 170), (230, 260), (320, 200), (400, 250), (400, 400)],
+                 fill=(60 + hue // 3, 130, 70))
+    draw.polygon([(0, 400), (0, 330), (160, 280), (400, 340), (400, 400)], fill=(40, 100 + hue // 5, 50))
+    image.save(path, format="PNG")
+
+
 def throwaway_database(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     name = f"web_screenshots_{os.getpid()}"
@@ -124,6 +139,27 @@ def seed(server: AsgiServer, tmp: Path) -> tuple[dict, dict[str, str]]:
                  json={"client_id": str(uuid.uuid4()), "total": 888, "count": 1, "mode": "fixed",
                        "greeting": "For the launch dinner"})
     me("POST", f"/red-packets/{packet['id']}/claim")
+    # Moments: Anna's hike with photos, liked and commented by friends; Tom's and my own posts.
+    photos = []
+    for i, hue in enumerate((0, 90, 180)):
+        write_landscape(tmp / f"hills{i}.png", hue)
+        with (tmp / f"hills{i}.png").open("rb") as photo:
+            photos.append(anna("POST", "/attachments", files={"file": (f"hills{i}.png", photo, "image/png")},
+                               data={"kind": "image"})["id"])
+    tom("POST", "/moments", json={"client_id": str(uuid.uuid4()), "visibility": {"mode": "friends"},
+                                  "text": "New bike, first 40 km done"})
+    hike = anna("POST", "/moments", json={"client_id": str(uuid.uuid4()), "visibility": {"mode": "friends"},
+                                          "text": "Fragrant Hills this morning. Worth the 6 am start!",
+                                          "attachment_ids": photos})
+    for api in (me, wei, tom):
+        api("POST", f"/moments/{hike['id']}/like")
+    wei("POST", f"/moments/{hike['id']}/comments", json={"client_id": str(uuid.uuid4()), "text": "Stunning view"})
+    me("POST", f"/moments/{hike['id']}/comments", json={"client_id": str(uuid.uuid4()), "text": "Next time I'm coming"})
+    anna("POST", f"/moments/{hike['id']}/comments", json={"client_id": str(uuid.uuid4()), "text": "Deal!",
+                                                          "reply_to_user_id": ids["me"]})
+    me("POST", "/moments", json={"client_id": str(uuid.uuid4()), "visibility": {"mode": "except",
+                                                                               "user_ids": [ids["tom"]]},
+                                 "text": "Keynote rehearsal went well. Thursday, 19:30!"})
     last = me.send(direct, "Perfect, thanks! I'll update it tonight")
     wei("POST", f"/conversations/{direct}/read", json={"seq": last["seq"]})
     wei.send(direct, "Great. Lunch tomorrow?")
@@ -198,6 +234,14 @@ def shoot(base: str, token: str, caller_token: str, chats: dict[str, str]) -> No
             page.goto("/app/wallet")
             page.get_by_test_id("transaction").first.wait_for()
             page.screenshot(path=OUT / f"{label}-wallet.png")
+            page.goto("/app/moments")
+            page.get_by_test_id("moment").nth(2).wait_for()
+            page.wait_for_function("() => { const l = document.querySelector('[data-testid=moment-list]');"
+                                   " const imgs = [...l.querySelectorAll('[data-testid=moment-image]')];"
+                                   " return !l.innerText.includes('…') && imgs.length === 3"
+                                   " && imgs.every(i => i.complete && i.naturalWidth > 0); }")
+            page.wait_for_timeout(300)
+            page.screenshot(path=OUT / f"{label}-moments.png")
             shoot_call(browser, base, caller_token, chats["direct"], page, label)
             page.goto(f"/app/chat/{chats['hiking']}")
             page.get_by_test_id("message").first.wait_for()

@@ -8,6 +8,7 @@ import { Spinner } from "./common";
 import { Contacts } from "./Contacts";
 import { ConversationInfo } from "./ConversationInfo";
 import { Devices } from "./Devices";
+import { MomentsPage, PersonMoments } from "./Moments";
 import { ExportPage } from "./Export";
 import { NewConversation } from "./NewConversation";
 import { Settings } from "./Settings";
@@ -27,6 +28,8 @@ function Main(props: { route: string }) {
   if (route === "/devices") return <Devices />;
   if (route === "/export") return <ExportPage />;
   if (route === "/wallet") return <WalletPage />;
+  if (route === "/moments") return <MomentsPage />;
+  if ((params = match("/moments/user/:id", route))) return <PersonMoments key={params.id} userId={params.id} />;
   return <Welcome />;
 }
 

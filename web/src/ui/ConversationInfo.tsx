@@ -69,6 +69,11 @@ export function ConversationInfo(props: { id: string }) {
           />
           Mute notifications
         </label>
+        {conversation.type === "direct" && peer && peer !== me.value?.id && (
+          <button data-testid="peer-moments" onClick={() => navigate(`/moments/user/${peer}`)}>
+            {userName(peer)}'s moments
+          </button>
+        )}{" "}
         {conversation.type === "direct" && peer && peer !== me.value?.id && blocked !== null && (
           <button
             class={blocked ? "" : "danger"}

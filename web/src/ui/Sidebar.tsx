@@ -1,5 +1,6 @@
 import { clock, shortDate } from "../lib/format";
 import { match, navigate, path } from "../lib/router";
+import { newMoments } from "../lib/moments";
 import { socketState } from "../lib/socket";
 import {
   conversationTitle,
@@ -46,6 +47,10 @@ export function Sidebar() {
           <span class={`dot ${socketState.value}`} title={socketState.value} data-testid="socket-state" data-state={socketState.value} />
         </button>
         <nav class="sidebar-nav">
+          <button class="icon nav-moments" title="Moments" aria-label="Moments" data-testid="nav-moments" onClick={() => navigate("/moments")}>
+            <Icon name="moments" />
+            {newMoments.value > 0 && <span class="nav-badge" data-testid="moments-badge">{newMoments.value}</span>}
+          </button>
           <button class="icon" title="Contacts" aria-label="Contacts" data-testid="nav-contacts" onClick={() => navigate("/contacts")}><Icon name="contacts" /></button>
           <button class="icon" title="New group" aria-label="New group" data-testid="nav-new-group" onClick={() => navigate("/new/group")}><Icon name="group" /></button>
           <button class="icon" title="New broadcast" aria-label="New broadcast" data-testid="nav-new-broadcast" onClick={() => navigate("/new/broadcast")}><Icon name="broadcast" /></button>
