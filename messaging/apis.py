@@ -122,6 +122,27 @@ class ConversationReceiptsOutput(serializers.Serializer):
                                                          "conversations too big for per-member receipts.")
 
 
+class MessageReceiptOutput(serializers.Serializer):
+    user_id = serializers.UUIDField()
+    delivered_at = TimestampField(allow_null=True, help_text=(
+        "Null until delivered. Otherwise when the member's delivered pointer last moved: delivered by then "
+        "at the latest (exact when this message moved it)."))
+    read_at = TimestampField(allow_null=True, help_text=(
+        "Null until read, and always for a member who turned `read_receipts` off. Same meaning as "
+        "`delivered_at`, for the read pointer."))
+
+
+class MessageReceiptsOutput(serializers.Serializer):
+    receipts = MessageReceiptOutput(many=True, help_text=(
+        "The members when it was sent (not the sender), by user id; empty for a broadcast."))
+    cursor = serializers.CharField(allow_null=True, help_text="Pass as `cursor` for the next page; null on the last.")
+    has_more = serializers.BooleanField()
+    delivered_count = serializers.IntegerField(required=False, help_text=(
+        "Extension, broadcasts only: how many subscribers it was delivered to."))
+    read_count = serializers.IntegerField(required=False, help_text=(
+        "Extension, broadcasts only: how many read it (not counting those with `read_receipts` off)."))
+
+
 class SyncHeadOutput(serializers.Serializer):
     cursor = serializers.CharField(help_text="The position of the newest event in the caller's stream.")
 
@@ -362,6 +383,24 @@ class ConversationAvatarApi(APIView):
                                                                           **ERROR_RESPONSES})
     def delete(self, request: Request, conversation_id: str) -> Response:
         return Response(services.conversation_avatar_delete(actor=request.user, conversation_id=conversation_id))
+
+
+class MessageReceiptsApi(APIView):
+    @extend_schema(
+        operation_id="messages_receipts",
+        parameters=[
+            OpenApiParameter("cursor", str, description="From the previous page (empty: the first page)."),
+            OpenApiParameter("limit", int, description="Extension: at most 200 per page (default 100)."),
+        ],
+        responses={200: MessageReceiptsOutput, **ERROR_RESPONSES},
+        description="Who got and who read the message; the sender only (anyone else gets 404). Groups list "
+                    "every member; a broadcast answers counts only (extension: `delivered_count`, `read_count`, "
+                    "with `receipts` empty). Times are those of the member's pointer, see the fields.",
+    )
+    def get(self, request: Request, message_id: str) -> Response:
+        limit = int_param(request.query_params, "limit", default=100, minimum=1, maximum=200)
+        return Response(selectors.message_receipts(user_id=request.user.pk, message_id=message_id,
+                                                   cursor=request.query_params.get("cursor"), limit=limit))
 
 
 class MessagePlayedApi(APIView):

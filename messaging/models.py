@@ -83,6 +83,12 @@ class Membership(models.Model):
     role = models.CharField(max_length=6, choices=Role.choices, default=Role.MEMBER)
     read_seq = models.BigIntegerField(default=0)
     delivered_seq = models.BigIntegerField(default=0)
+    # When delivered_seq / read_seq last moved forward (NULL: never since they were
+    # recorded). Only the pointers are kept, not one time per message, so for a message
+    # at or below the pointer this is when it was delivered/read *at the latest*
+    # (exact for the message that moved the pointer). GET /messages/{id}/receipts.
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
     muted_until = models.DateTimeField(null=True, blank=True)
     joined_at = models.DateTimeField(auto_now_add=True)
     # Set when the user leaves or is removed; NULL means a current member.

@@ -20,7 +20,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from core.db import replica_ok
-from core.errors import NotFound
+from core.errors import NotFound, ValidationFailed
 from core.serializers import timestamp
 from messaging import integrations
 from messaging.models import (
@@ -358,6 +358,61 @@ def conversation_receipts(*, user_id: object, conversation_id: object) -> list[d
             "read_seq": None if blocked or not read_receipts else read_seq,
         })
     return out
+
+
+def message_receipts(*, user_id: object, message_id: object, cursor: str | None,
+                     limit: int = 100) -> dict[str, Any]:
+    """GET /messages/{id}/receipts: who got and who read one message (the sender only;
+    anyone else, members included, gets NotFound).
+
+    The recipients are the members when it was sent (joined before it, not left before
+    its seq), the sender left out, ordered by user id; `cursor` is the last user id of
+    the previous page. `delivered_at`/`read_at` are null until the member's pointer
+    passes the message; otherwise the time that pointer last moved, so "by then at the
+    latest" (only pointers are kept, not a time per message). No `read_at` for a member
+    who turned read receipts off; neither time across a block in either direction.
+    A broadcast answers counts only: `receipts` empty, plus `delivered_count`/`read_count`.
+    """
+    pk = as_uuid(message_id)
+    message = (Message.objects.select_related("conversation").filter(pk=pk, sender_id=user_id).first()
+               if pk else None)
+    if message is None or not Membership.objects.filter(
+            conversation_id=message.conversation_id, user_id=user_id, left_at__isnull=True).exists():
+        raise NotFound()
+    after = None
+    if cursor:
+        after = as_uuid(cursor)
+        if after is None:
+            raise ValidationFailed(details={"cursor": ["Not a cursor returned by this server."]})
+    recipients = (Membership.objects.filter(conversation_id=message.conversation_id,
+                                            joined_at__lte=message.created_at)
+                  .filter(Q(left_seq__isnull=True) | Q(left_seq__gte=message.seq))
+                  .exclude(user_id=user_id))
+    if message.conversation.type == ConversationType.BROADCAST:
+        counts = recipients.aggregate(
+            delivered=Count("pk", filter=Q(delivered_seq__gte=message.seq)),
+            read=Count("pk", filter=Q(read_seq__gte=message.seq, user__read_receipts=True)))
+        return {"receipts": [], "cursor": None, "has_more": False,
+                "delivered_count": counts["delivered"], "read_count": counts["read"]}
+    if after is not None:
+        recipients = recipients.filter(user_id__gt=after)
+    rows = list(recipients.order_by("user_id")[:limit + 1]
+                .values_list("user_id", "delivered_seq", "delivered_at", "read_seq", "read_at",
+                             "user__read_receipts"))
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    hidden = integrations.blocked_either_way(user_id=user_id, other_ids=[str(r[0]) for r in rows])
+    receipts = []
+    for member_id, delivered_seq, delivered_at, read_seq, read_at, read_receipts in rows:
+        blocked = str(member_id) in hidden
+        delivered = not blocked and delivered_seq >= message.seq
+        read = not blocked and read_receipts and read_seq >= message.seq
+        receipts.append({
+            "user_id": str(member_id),
+            "delivered_at": timestamp(delivered_at) if delivered else None,
+            "read_at": timestamp(read_at) if read else None,
+        })
+    return {"receipts": receipts, "cursor": receipts[-1]["user_id"] if has_more else None, "has_more": has_more}
 
 
 def conversation_member_ids(*, user_id: object, conversation_id: object) -> list[str]:

@@ -19,6 +19,7 @@ urlpatterns = [
     path("conversations/<str:conversation_id>/avatar", apis.ConversationAvatarApi.as_view(),
          name="conversation-avatar"),
     path("messages/<str:message_id>", apis.MessageDetailApi.as_view(), name="message-detail"),
+    path("messages/<str:message_id>/receipts", apis.MessageReceiptsApi.as_view(), name="message-receipts"),
     path("messages/<str:message_id>/played", apis.MessagePlayedApi.as_view(), name="message-played"),
     path("sync", apis.SyncApi.as_view(), name="sync"),
     path("sync/head", apis.SyncHeadApi.as_view(), name="sync-head"),

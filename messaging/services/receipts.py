@@ -6,8 +6,8 @@ from collections import defaultdict
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, IntegerField, Subquery
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models import Case, F, IntegerField, Subquery, When
+from django.db.models.functions import Coalesce, Greatest, Now
 
 from accounts.models import User
 from core.errors import NotFound, ValidationFailed
@@ -43,7 +43,8 @@ def conversation_read(*, user: User, conversation_id: object, seq: int) -> None:
         if seq > conversation.last_seq:
             raise ValidationFailed(details={"seq": [f"Beyond the last message ({conversation.last_seq})."]})
         moved = Membership.objects.filter(pk=membership.pk, read_seq__lt=seq).update(
-            read_seq=seq, delivered_seq=Greatest(F("delivered_seq"), seq))
+            read_seq=seq, read_at=Now(), delivered_seq=Greatest(F("delivered_seq"), seq),
+            delivered_at=Case(When(delivered_seq__lt=seq, then=Now()), default=F("delivered_at")))
         if not moved:
             return
         membership.read_seq = seq
@@ -103,7 +104,8 @@ def _mark_delivered(*, user_id: str, after: int, upto: int) -> None:
     for conversation_id in sorted(newest):
         seq = newest[conversation_id]
         moved = Membership.objects.filter(conversation_id=conversation_id, user_id=user_id, delivered_seq__lt=seq,
-                                          left_at__isnull=True).update(delivered_seq=seq)
+                                          left_at__isnull=True).update(delivered_seq=seq,
+                                                                                       delivered_at=Now())
         if moved and conversation_id in small:
             data = events.receipt(conversation_id=conversation_id, user_id=user_id, seq=seq)
             pending += [PendingEvent(s, events.RECEIPT_DELIVERED, data) for s in sorted(senders[conversation_id])]
