@@ -254,6 +254,7 @@ CELERY_TASK_ROUTES = {
     "notifications.*": {"queue": "push"},
     "messaging.fanout": {"queue": "fanout"},
     "messaging.fanout_sweep": {"queue": "fanout"},
+    "messaging.receipt_counts": {"queue": "fanout"},
     "contacts.notify_contact_joined": {"queue": "fanout"},
     "contacts.announce_joined": {"queue": "fanout"},
     "exports.announce_batch": {"queue": "fanout"},
@@ -399,6 +400,10 @@ MESSAGING_FANOUT_BATCH = env_int("MESSAGING_FANOUT_BATCH", 500)
 # Failures of a fan-out job that are not outages before it is given up (shown in the admin).
 MESSAGING_FANOUT_MAX_ATTEMPTS = env_int("MESSAGING_FANOUT_MAX_ATTEMPTS", 8)
 MESSAGING_GROUP_MAX_MEMBERS = env_int("MESSAGING_GROUP_MAX_MEMBERS", 1000)
+# Big groups' coalesced receipts (messaging/services/receipt_counts.py): one event per message
+# per window, and at most this many of the newest messages a window moved.
+MESSAGING_RECEIPT_COUNTS_WINDOW = env_int("MESSAGING_RECEIPT_COUNTS_WINDOW", 3)
+MESSAGING_RECEIPT_COUNTS_MAX_MESSAGES = env_int("MESSAGING_RECEIPT_COUNTS_MAX_MESSAGES", 50)
 MESSAGING_BROADCAST_MAX_MEMBERS = env_int("MESSAGING_BROADCAST_MAX_MEMBERS", 100000)
 # Invitations for users whose `group_add` does not let the adder add them: how long one
 # stays open, and how many unaccepted ones an inviter may send in any 24 hours (429 past it).

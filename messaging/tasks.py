@@ -29,6 +29,14 @@ def fanout(self: Any, job_id: int) -> int:
         raise
 
 
+@resilient_task(name="messaging.receipt_counts", soft_time_limit=50, time_limit=60)
+def receipt_counts(conversation_id: str) -> int:
+    """A big group's coalesced `receipt.delivered`/`receipt.read` for its last window."""
+    from messaging.services.receipt_counts import receipt_counts_flush
+
+    return receipt_counts_flush(conversation_id=conversation_id)
+
+
 @shared_task(name="messaging.fanout_sweep", soft_time_limit=50, time_limit=60)
 def fanout_sweep() -> int:
     """Re-enqueue fan-out jobs whose task was lost (the process died after commit),

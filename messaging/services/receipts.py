@@ -25,6 +25,7 @@ from messaging.selectors import (
     is_small,
     message_get_for_member,
 )
+from messaging.services.receipt_counts import counted, note_moved
 from streams.cursors import cursor_decode
 from streams.models import Event
 from streams.selectors import stream_head
@@ -47,12 +48,17 @@ def conversation_read(*, user: User, conversation_id: object, seq: int) -> None:
             delivered_at=Case(When(delivered_seq__lt=seq, then=Now()), default=F("delivered_at")))
         if not moved:
             return
+        old_read, old_delivered = membership.read_seq, membership.delivered_seq
         membership.read_seq = seq
         unread = (Membership.objects.filter(pk=membership.pk)
                   .annotate(n=Coalesce(Subquery(_unread_subquery(user.pk), output_field=IntegerField()), 0))
                   .values_list("n", flat=True).first())
         pending = [PendingEvent(user.pk, events.CONVERSATION_UPDATED, events.conversation_updated(
             conversation_id=str(conversation.pk), read_seq=seq, unread_count=unread))]
+        if counted(conversation):  # big groups: coalesced counts to the senders, later (receipt_counts)
+            if user.read_receipts:
+                note_moved(conversation_id=str(conversation.pk), kind="read", after=old_read, upto=seq)
+            note_moved(conversation_id=str(conversation.pk), kind="delivered", after=old_delivered, upto=seq)
         if user.read_receipts and is_small(conversation):
             others = [str(u) for u in Membership.objects.filter(conversation=conversation, left_at__isnull=True)
                       .exclude(user=user).values_list("user_id", flat=True)]
@@ -86,6 +92,7 @@ def device_ack(*, user: User | str, device_id: object, cursor: str) -> None:
 
 def _mark_delivered(*, user_id: str, after: int, upto: int) -> None:
     newest: dict[str, int] = {}
+    oldest: dict[str, int] = {}
     senders: dict[str, set[str]] = defaultdict(set)
     covered = Event.objects.filter(user_id=user_id, type=events.MESSAGE_NEW, position__gt=after,
                                    position__lte=upto).values("ref_id")
@@ -96,16 +103,21 @@ def _mark_delivered(*, user_id: str, after: int, upto: int) -> None:
         conversation_id = str(conversation_id)
         if seq > newest.get(conversation_id, 0):
             newest[conversation_id] = seq
+        oldest[conversation_id] = min(seq, oldest.get(conversation_id, seq))
         senders[conversation_id].add(str(sender_id))
     if not newest:
         return
-    small = {str(c.pk) for c in Conversation.objects.filter(pk__in=list(newest)) if is_small(c)}
+    conversations = list(Conversation.objects.filter(pk__in=list(newest)))
+    small = {str(c.pk) for c in conversations if is_small(c)}
+    big = {str(c.pk) for c in conversations if counted(c)}
     pending = []
     for conversation_id in sorted(newest):
         seq = newest[conversation_id]
         moved = Membership.objects.filter(conversation_id=conversation_id, user_id=user_id, delivered_seq__lt=seq,
                                           left_at__isnull=True).update(delivered_seq=seq,
                                                                                        delivered_at=Now())
+        if moved and conversation_id in big:
+            note_moved(conversation_id=conversation_id, kind="delivered", after=oldest[conversation_id] - 1, upto=seq)
         if moved and conversation_id in small:
             data = events.receipt(conversation_id=conversation_id, user_id=user_id, seq=seq)
             pending += [PendingEvent(s, events.RECEIPT_DELIVERED, data) for s in sorted(senders[conversation_id])]

@@ -22,7 +22,8 @@ from tests.processes import ROOT, current_database_url, wait_for
 
 EXPECTED = {
     "notifications.push_fanout": "push", "notifications.push_deliver": "push", "notifications.push_sweep": "push",
-    "messaging.fanout": "fanout", "messaging.fanout_sweep": "fanout", "contacts.notify_contact_joined": "fanout",
+    "messaging.fanout": "fanout", "messaging.fanout_sweep": "fanout", "messaging.receipt_counts": "fanout",
+    "contacts.notify_contact_joined": "fanout",
     "exports.announce_batch": "fanout", "contacts.announce_joined": "fanout",
     "notifications.push_fanout_outbox": "push",
     "media.thumbnail": "media", "media.waveform": "media", "media.transcode": "media",

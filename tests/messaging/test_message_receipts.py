@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from accounts.services import user_update
@@ -131,3 +133,98 @@ def test_broadcast_answers_counts_only(alice, bob, carol):
     body = receipts(alice, message["id"]).json()
     assert body == {"receipts": [], "cursor": None, "has_more": False, "delivered_count": 2, "read_count": 1}
     assert receipts(bob, message["id"]).status_code == 404
+
+
+# --- Coalesced receipts for big groups (item 2b) -------------------------------------------
+
+
+def counts_events(who, type_: str) -> list[dict]:
+    from tests.messaging.conftest import stream_events
+
+    return [data for _, data in stream_events(who.user, type_)]
+
+
+@contextlib.contextmanager
+def held_flushes():
+    """Eager Celery would flush at once; hold the scheduled flushes (the window) and list them."""
+    from messaging import tasks
+
+    scheduled: list = []
+    original = tasks.receipt_counts.apply_async
+    tasks.receipt_counts.apply_async = lambda *a, **k: scheduled.append((a, k))
+    try:
+        yield scheduled
+    finally:
+        tasks.receipt_counts.apply_async = original
+
+
+@pytest.mark.django_db
+def test_many_readers_in_a_big_group_give_the_sender_one_event_per_message_with_counts(
+        settings, user_factory, alice, django_capture_on_commit_callbacks):
+    from messaging.services.receipt_counts import receipt_counts_flush
+
+    settings.MESSAGING_INLINE_FANOUT_MAX = 2
+    members = [user_factory(phone=f"+4477009002{i:02d}", display_name=f"R{i}") for i in range(6)]
+    with django_capture_on_commit_callbacks(execute=True):
+        group = new_group(alice, *members)
+        first = send_text(alice, group, "one").json()
+        second = send_text(alice, group, "two").json()
+    user_update(user=members[0].user, settings_changes={"read_receipts": False})
+
+    # Six members read; the notes are written after commit, and only the first schedules a flush.
+    with held_flushes() as scheduled:
+        for i, member in enumerate(members):
+            with django_capture_on_commit_callbacks(execute=True):
+                seq = second["seq"] if i < 3 else first["seq"]
+                response = member.client.post(f"/api/v1/conversations/{group}/read", {"seq": seq}, format="json")
+            assert response.status_code == 204
+    assert scheduled == [(((group,),), {"countdown": settings.MESSAGING_RECEIPT_COUNTS_WINDOW})]
+    assert counts_events(alice, "receipt.read") == [] and counts_events(alice, "receipt.delivered") == []
+
+    assert receipt_counts_flush(conversation_id=group) == 4
+    reads = sorted(counts_events(alice, "receipt.read"), key=lambda d: d["seq"])
+    assert reads == [
+        {"conversation_id": group, "message_id": first["id"], "seq": first["seq"], "delivered_count": 6,
+         "read_count": 5},
+        {"conversation_id": group, "message_id": second["id"], "seq": second["seq"], "delivered_count": 3,
+         "read_count": 2},
+    ]
+    assert sorted(counts_events(alice, "receipt.delivered"), key=lambda d: d["seq"]) == reads
+    # Nothing moved since: the next window sends nothing; the readers got no receipts at all.
+    assert receipt_counts_flush(conversation_id=group) == 0
+    assert counts_events(members[1], "receipt.read") == []
+
+
+@pytest.mark.django_db
+def test_device_acks_in_a_big_group_coalesce_into_delivered_counts(
+        settings, user_factory, alice, django_capture_on_commit_callbacks):
+    from messaging.services.receipt_counts import receipt_counts_flush
+
+    settings.MESSAGING_INLINE_FANOUT_MAX = 2
+    members = [user_factory(phone=f"+4477009003{i:02d}", display_name=f"D{i}") for i in range(4)]
+    with django_capture_on_commit_callbacks(execute=True):
+        group = new_group(alice, *members)
+        message = send_text(alice, group).json()
+    with held_flushes() as scheduled:
+        for member in members[:3]:
+            with django_capture_on_commit_callbacks(execute=True):
+                ack_all(member)
+    assert len(scheduled) == 1
+    assert receipt_counts_flush(conversation_id=group) == 1
+    assert counts_events(alice, "receipt.delivered") == [
+        {"conversation_id": group, "message_id": message["id"], "seq": message["seq"], "delivered_count": 3,
+         "read_count": 0}]
+    assert counts_events(alice, "receipt.read") == []
+
+
+@pytest.mark.django_db
+def test_small_groups_keep_per_member_receipts_and_no_counts(alice, bob, carol, django_capture_on_commit_callbacks):
+    from messaging.services.receipt_counts import receipt_counts_flush
+
+    group = new_group(alice, bob, carol)
+    message = send_text(alice, group).json()
+    with django_capture_on_commit_callbacks(execute=True):
+        bob.client.post(f"/api/v1/conversations/{group}/read", {"seq": message["seq"]}, format="json")
+    assert receipt_counts_flush(conversation_id=group) == 0
+    assert counts_events(alice, "receipt.read") == [
+        {"conversation_id": group, "user_id": str(bob.user.pk), "seq": message["seq"]}]
