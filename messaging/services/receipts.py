@@ -114,8 +114,7 @@ def _mark_delivered(*, user_id: str, after: int, upto: int) -> None:
     for conversation_id in sorted(newest):
         seq = newest[conversation_id]
         moved = Membership.objects.filter(conversation_id=conversation_id, user_id=user_id, delivered_seq__lt=seq,
-                                          left_at__isnull=True).update(delivered_seq=seq,
-                                                                                       delivered_at=Now())
+                                          left_at__isnull=True).update(delivered_seq=seq, delivered_at=Now())
         if moved and conversation_id in big:
             note_moved(conversation_id=conversation_id, kind="delivered", after=oldest[conversation_id] - 1, upto=seq)
         if moved and conversation_id in small:
