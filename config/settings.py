@@ -442,6 +442,9 @@ WS_PRESENCE_TTL = env_int("WS_PRESENCE_TTL", 60)
 # After hello, send the caller the presence of the peers it may see (at most this many).
 WS_PRESENCE_SNAPSHOT = env_bool("WS_PRESENCE_SNAPSHOT", default=True)
 WS_PRESENCE_SNAPSHOT_MAX = env_int("WS_PRESENCE_SNAPSHOT_MAX", 500)
+# Presence reaches mutual contacts (friends) as well as conversation peers: at most this
+# many of a user's friends, the most recently seen first.
+WS_PRESENCE_CONTACTS_MAX = env_int("WS_PRESENCE_CONTACTS_MAX", 500)
 # Replay: events per database page; live rings buffered during a replay before
 # the buffer is dropped and the database re-read instead.
 WS_REPLAY_PAGE = env_int("WS_REPLAY_PAGE", 200)
