@@ -703,7 +703,7 @@ EXPORT_ROOT = env_str("EXPORT_ROOT") or str(BASE_DIR / "var" / "exports")
 EXPORT_TEMP_DIR = env_str("EXPORT_TEMP_DIR")  # empty: the system's temp directory
 EXPORT_TTL = timedelta(days=env_int("EXPORT_TTL_DAYS", 7))
 EXPORT_MIN_INTERVAL = timedelta(hours=env_int("EXPORT_MIN_INTERVAL_HOURS", 24))
-EXPORT_INDEX_MAX_MESSAGES = env_int("EXPORT_INDEX_MAX_MESSAGES", 5000)  # per conversation, in index.html
+EXPORT_INDEX_MAX_MESSAGES = env_int("EXPORT_INDEX_MAX_MESSAGES", 5000)  # per page of the offline index.html
 EXPORT_HEARTBEAT_STALE = timedelta(seconds=env_int("EXPORT_HEARTBEAT_STALE_SECONDS", 120))
 EXPORT_MAX_ATTEMPTS = env_int("EXPORT_MAX_ATTEMPTS", 3)
 EXPORT_TASK_TIME_LIMIT = env_int("EXPORT_TASK_TIME_LIMIT", 3600)
