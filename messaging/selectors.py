@@ -385,11 +385,13 @@ def presence_audience(*, user_id: object) -> list[str]:
     return [str(u) for u in _conversation_peers(user_id=user_id).values_list("user_id", flat=True).distinct()]
 
 
-def _presence_circle(*, user_id: object) -> Q:
-    """On a User queryset: user_id's conversation peers and its WS_PRESENCE_CONTACTS_MAX most
-    recently seen friends (mutual contacts, no block), the people presence is about."""
+def _presence_circle(*, user_id: object) -> QuerySet[Any]:
+    """The user ids (a subquery) of user_id's conversation peers and its WS_PRESENCE_CONTACTS_MAX most
+    recently seen friends (mutual contacts, no block), the people presence is about. A UNION, not
+    `pk IN (a) OR pk IN (b)`, which PostgreSQL can only answer by scanning every user."""
     friends = integrations.friends_recently_active(user_id=user_id, limit=settings.WS_PRESENCE_CONTACTS_MAX)
-    return Q(pk__in=_conversation_peers(user_id=user_id)) | Q(pk__in=friends)
+    return _conversation_peers(user_id=user_id).values_list("user_id", flat=True).union(
+        friends.values_list("pk", flat=True))
 
 
 def presence_viewers(*, user_id: object) -> list[str]:
@@ -397,7 +399,7 @@ def presence_viewers(*, user_id: object) -> list[str]:
     (conversation peers and recently seen friends), as far as its last_seen setting allows,
     with no block either way."""
     return [str(pk) for pk in (
-        User.objects.filter(_presence_circle(user_id=user_id), is_active=True)
+        User.objects.filter(pk__in=_presence_circle(user_id=user_id), is_active=True)
         .exclude(pk=user_id)
         .filter(integrations.may_see_presence_of(target_id=user_id))
         .values_list("pk", flat=True)
@@ -408,7 +410,7 @@ def presence_visible_peers(*, user_id: object, limit: int) -> list[User]:
     """The people of user_id's presence circle whose online state and last_seen it may see
     (their last_seen setting, no block either way), at most `limit`, in one query."""
     return list(
-        User.objects.filter(_presence_circle(user_id=user_id), is_active=True)
+        User.objects.filter(pk__in=_presence_circle(user_id=user_id), is_active=True)
         .exclude(pk=user_id)
         .filter(integrations.presence_visible_to(viewer_id=user_id))
         .only("pk", "last_seen_at")
