@@ -447,6 +447,9 @@ WS_PRESENCE_TTL = env_int("WS_PRESENCE_TTL", 60)
 # After hello, send the caller the presence of the peers it may see (at most this many).
 WS_PRESENCE_SNAPSHOT = env_bool("WS_PRESENCE_SNAPSHOT", default=True)
 WS_PRESENCE_SNAPSHOT_MAX = env_int("WS_PRESENCE_SNAPSHOT_MAX", 500)
+# Presence reaches mutual contacts (friends) as well as conversation peers: at most this
+# many of a user's friends, the most recently seen first.
+WS_PRESENCE_CONTACTS_MAX = env_int("WS_PRESENCE_CONTACTS_MAX", 500)
 # Replay: events per database page; live rings buffered during a replay before
 # the buffer is dropped and the database re-read instead.
 WS_REPLAY_PAGE = env_int("WS_REPLAY_PAGE", 200)
@@ -705,7 +708,7 @@ EXPORT_ROOT = env_str("EXPORT_ROOT") or str(BASE_DIR / "var" / "exports")
 EXPORT_TEMP_DIR = env_str("EXPORT_TEMP_DIR")  # empty: the system's temp directory
 EXPORT_TTL = timedelta(days=env_int("EXPORT_TTL_DAYS", 7))
 EXPORT_MIN_INTERVAL = timedelta(hours=env_int("EXPORT_MIN_INTERVAL_HOURS", 24))
-EXPORT_INDEX_MAX_MESSAGES = env_int("EXPORT_INDEX_MAX_MESSAGES", 5000)  # per conversation, in index.html
+EXPORT_INDEX_MAX_MESSAGES = env_int("EXPORT_INDEX_MAX_MESSAGES", 5000)  # per page of the offline index.html
 EXPORT_HEARTBEAT_STALE = timedelta(seconds=env_int("EXPORT_HEARTBEAT_STALE_SECONDS", 120))
 EXPORT_MAX_ATTEMPTS = env_int("EXPORT_MAX_ATTEMPTS", 3)
 EXPORT_TASK_TIME_LIMIT = env_int("EXPORT_TASK_TIME_LIMIT", 3600)

@@ -8,7 +8,7 @@ from datetime import timedelta
 from uuid import UUID
 
 from django.conf import settings
-from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet
+from django.db.models import BooleanField, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import User, Visibility
@@ -240,3 +240,33 @@ def blocked_with(*, user_id: object, other: str) -> Exists:
     """For any queryset: a block stands between `user` and the user in the row's `other` field."""
     ref = OuterRef(other)
     return Exists(Block.objects.filter(Q(blocker=user_id, blocked=ref) | Q(blocker=ref, blocked=user_id)))
+
+
+# --- Presence (who may see whose online state and last_seen) -------------------------------
+
+
+def friends_recently_active(*, user_id: object, limit: int) -> QuerySet[User]:
+    """`user`'s friends (the rule of `friend_ids`), at most `limit`, the most recently seen first,
+    as a pk values queryset to use as a subquery."""
+    return (User.objects.filter(pk__in=friend_ids(user_id=user_id), is_active=True)
+            .order_by(F("last_seen_at").desc(nulls_last=True), "pk").values("pk")[:limit])
+
+
+def may_see_presence_of(*, target_id: object) -> Q:
+    """For a User queryset of would-be viewers: `target`'s last_seen setting lets the row see
+    target's presence, and no block stands between them (the rule of
+    accounts.selectors.last_seen_visible_to, plus the viewer's own blocks, in SQL)."""
+    target = User.objects.filter(pk=target_id)
+    row_in_target_book = Exists(BookEntry.objects.filter(owner=target_id, contact_user=OuterRef("pk")))
+    return (Q(Exists(target.filter(last_seen_visibility=Visibility.EVERYONE)))
+            | (Q(Exists(target.filter(last_seen_visibility=Visibility.CONTACTS))) & Q(row_in_target_book))) \
+        & ~Q(blocked_with(user_id=target_id, other="pk"))
+
+
+def presence_visible_to(*, viewer_id: object) -> Q:
+    """For a User queryset of peers: the row's last_seen setting lets `viewer` see its presence,
+    and no block stands between them (`may_see_presence_of` seen from the viewer's side)."""
+    viewer_in_row_book = Exists(BookEntry.objects.filter(owner=OuterRef("pk"), contact_user=viewer_id))
+    return (Q(last_seen_visibility=Visibility.EVERYONE)
+            | (Q(last_seen_visibility=Visibility.CONTACTS) & Q(viewer_in_row_book))) \
+        & ~Q(blocked_with(user_id=viewer_id, other="pk"))

@@ -117,9 +117,11 @@ def archive_write(*, user: User, path: Path, on_progress: ProgressCallback) -> N
             public = {key: value for key, value in conversation.items() if not key.startswith("_")}
             archive.writestr(f"conversations/{conversation_id}/conversation.json",
                              orjson.dumps(public, option=orjson.OPT_INDENT_2))
-            header = {**public, "message_count": total, "shown_count": total - shown_from}
+            pages = max(1, -(-total // index_limit))
+            header = {**public, "message_count": total, "shown_count": total - shown_from, "pages": pages}
             page_data.write((b"," if number else b"") + _page_json(header)[:-1] + b',"messages":[')
             first_shown = True
+            older = _OlderPages(conversation_id=conversation_id, total=total, size=index_limit)
             with archive.open(f"conversations/{conversation_id}/messages.jsonl", "w", force_zip64=True) as lines:
                 for position, message in enumerate(
                         sources.messages(user_id=user.pk, conversation=conversation)):
@@ -131,7 +133,10 @@ def archive_write(*, user: User, path: Path, on_progress: ProgressCallback) -> N
                     if position >= shown_from:
                         page_data.write((b"" if first_shown else b",") + _page_json(message))
                         first_shown = False
+                    else:
+                        older.add(position, _page_json(message))
                     progress.step()
+            older.write_to(archive)
             page_data.write(b"]}")
         page_data.write(b"]")
 
@@ -154,6 +159,47 @@ def archive_write(*, user: User, path: Path, on_progress: ProgressCallback) -> N
             page.write(INDEX_HEAD)
             shutil.copyfileobj(page_data, page, 1024 * 1024)
             page.write(INDEX_TAIL)
+
+
+class _OlderPages:
+    """The messages older than the page's inline latest EXPORT_INDEX_MAX_MESSAGES, cut into pages of
+    that size counted back from the newest (page 1 is the one before the inline page 0) and written
+    as `conversations/<id>/page-<n>.js`, each a script that hands its messages to index.html
+    (`archivePage(id, n, [...])`): a browser opening index.html from disk may load scripts beside
+    it but not fetch files, and only the page the reader asks for is loaded.
+
+    The messages are spooled to a temporary file while messages.jsonl is being written (a ZIP
+    has one entry open at a time), so memory stays at one page whatever the conversation's size.
+    """
+
+    def __init__(self, *, conversation_id: str, total: int, size: int) -> None:
+        self.conversation_id, self.total, self.size = conversation_id, total, size
+        self.spool = tempfile.TemporaryFile(dir=settings.EXPORT_TEMP_DIR or None)  # noqa: SIM115 (closed by write_to)
+        self.pages: list[tuple[int, int]] = []  # (page, start offset in the spool), oldest first
+        self.first = True
+
+    def add(self, position: int, message_json: bytes) -> None:
+        page = (self.total - 1 - position) // self.size
+        if not self.pages or self.pages[-1][0] != page:
+            if self.pages:
+                self.spool.write(b"]);\n")
+            self.pages.append((page, self.spool.tell()))
+            self.spool.write(b"archivePage(" + orjson.dumps(self.conversation_id) + b"," + str(page).encode()
+                             + b",[")
+            self.first = True
+        self.spool.write((b"" if self.first else b",") + message_json)
+        self.first = False
+
+    def write_to(self, archive: zipfile.ZipFile) -> None:
+        with self.spool:
+            if not self.pages:
+                return
+            self.spool.write(b"]);\n")
+            ends = [start for _, start in self.pages[1:]] + [self.spool.tell()]
+            for (page, start), end in zip(self.pages, ends, strict=True):
+                self.spool.seek(start)
+                archive.writestr(f"conversations/{self.conversation_id}/page-{page}.js",
+                                 self.spool.read(end - start))
 
 
 def _write_money(archive: zipfile.ZipFile, *, user_id: object) -> None:

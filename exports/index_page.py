@@ -15,7 +15,7 @@ INDEX_HEAD = b"""<!DOCTYPE html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="Content-Security-Policy"
       content="default-src 'none'; img-src 'self' data: file:; media-src 'self' file:;
-               style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+               style-src 'unsafe-inline'; script-src 'unsafe-inline' 'self' file:">
 <title>Your messages archive</title>
 <style>
   :root { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d1d1f; }
@@ -37,6 +37,8 @@ INDEX_HEAD = b"""<!DOCTYPE html>
   .moment .media img, .moment .media video { max-width: 9rem; max-height: 9rem; margin: .25rem .25rem 0 0; }
   .moment .interactions { background: #f4f4f6; padding: .25rem .5rem; margin-top: .4rem; font-size: .9rem; }
   .moment time, .moment .place { color: #777; font-size: .75rem; margin-right: .5rem; }
+  .pager { margin: .5rem 0; font-size: .85rem; }
+  .pager a { margin-right: 1rem; }
   .message img, .message video { display: block; max-width: 20rem; max-height: 20rem; margin-top: .25rem; }
 </style>
 </head>
@@ -156,7 +158,10 @@ INDEX_TAIL = b"""</script>
       renderMoments();
       return;
     }
-    var conversation = byId[id] || data.conversations[0];
+    var parts = (id || "").split("/");
+    var conversation = byId[parts[0]] || data.conversations[0];
+    var page = conversation && conversation.pages ? Math.min(Math.max(parseInt(parts[1], 10) || 0, 0),
+                                                              conversation.pages - 1) : 0;
     main.textContent = "";
     Array.prototype.forEach.call(document.querySelectorAll(".conversation-link"), function (link) {
       var current = Boolean(conversation) && link.getAttribute("data-conversation-id") === conversation.id;
@@ -164,13 +169,24 @@ INDEX_TAIL = b"""</script>
     });
     if (!conversation) { main.appendChild(el("p", "note", "No conversations in this archive.")); return; }
     main.setAttribute("data-conversation-id", conversation.id);
+    main.setAttribute("data-page", String(page));
     main.appendChild(el("h2", "title", conversation.title || "Conversation"));
-    if (conversation.shown_count < conversation.message_count) {
-      main.appendChild(el("p", "note", "Showing the latest " + conversation.shown_count + " of " +
-        conversation.message_count + " messages; all of them are in conversations/" + conversation.id +
-        "/messages.jsonl."));
+    var messages = page === 0 ? conversation.messages : (loaded[conversation.id] || {})[page];
+    if (!messages) {
+      main.setAttribute("data-loading", "true");
+      main.appendChild(el("p", "note", "Loading\u2026"));
+      var script = document.createElement("script");
+      script.src = "conversations/" + encodeURIComponent(conversation.id) + "/page-" + page + ".js";
+      script.addEventListener("error", function () {
+        main.textContent = "";
+        main.appendChild(el("p", "note", "This page is missing from the archive folder: " + script.src));
+      });
+      document.body.appendChild(script);
+      return;
     }
-    conversation.messages.forEach(function (message) {
+    main.removeAttribute("data-loading");
+    if (conversation.pages > 1) { main.appendChild(pager(conversation, page)); }
+    messages.forEach(function (message) {
       var row = el("div", "message" + (message.deleted ? " deleted" : ""));
       row.setAttribute("data-message-id", message.id);
       row.appendChild(el("span", "who", message.sender_name || "Unknown"));
@@ -185,6 +201,35 @@ INDEX_TAIL = b"""</script>
       if (attachment) { row.appendChild(attachment); }
       main.appendChild(row);
     });
+    if (conversation.pages > 1) { main.appendChild(pager(conversation, page)); }
+  }
+
+  // Older pages are scripts beside index.html (conversations/<id>/page-<n>.js), loaded on demand:
+  // a page opened from disk may load scripts but not fetch files.
+  var loaded = {};
+  window.archivePage = function (conversationId, page, messages) {
+    if (!byId[conversationId]) { return; }
+    (loaded[conversationId] = loaded[conversationId] || {})[page] = messages;
+    if (main.getAttribute("data-conversation-id") === conversationId &&
+        main.getAttribute("data-page") === String(page)) { render(location.hash.slice(1)); }
+  };
+
+  function pager(conversation, page) {
+    var nav = el("div", "pager");
+    if (page + 1 < conversation.pages) {
+      var older = el("a", "older", "Older messages");
+      older.href = "#" + conversation.id + "/" + (page + 1);
+      nav.appendChild(older);
+    }
+    if (page > 0) {
+      var newer = el("a", "newer", "Newer messages");
+      newer.href = "#" + conversation.id + "/" + (page - 1);
+      nav.appendChild(newer);
+    }
+    nav.appendChild(el("span", "note", "Page " + (conversation.pages - page) + " of " + conversation.pages + " (" +
+      conversation.message_count + " messages; all of them are also in conversations/" + conversation.id +
+      "/messages.jsonl)"));
+    return nav;
   }
 
   window.addEventListener("hashchange", function () { render(location.hash.slice(1)); });

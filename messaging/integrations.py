@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q, QuerySet
 from django.utils.module_loading import import_string
 
 from contacts import selectors as contacts_selectors
@@ -38,6 +39,21 @@ def blocked_either_way(*, user_id: object, other_ids: Iterable[object]) -> set[s
     if not others:
         return set()
     return {str(x) for x in contacts_selectors.blocked_either_way(user_id=user_id, other_ids=others)}
+
+
+def friends_recently_active(*, user_id: object, limit: int) -> QuerySet[Any]:
+    """The pks of user_id's `limit` most recently seen friends (a subquery)."""
+    return contacts_selectors.friends_recently_active(user_id=user_id, limit=limit)
+
+
+def may_see_presence_of(*, target_id: object) -> Q:
+    """On a User queryset: rows that target_id's last_seen setting and blocks let see its presence."""
+    return contacts_selectors.may_see_presence_of(target_id=target_id)
+
+
+def presence_visible_to(*, viewer_id: object) -> Q:
+    """On a User queryset: rows whose presence viewer_id may see (their setting, blocks)."""
+    return contacts_selectors.presence_visible_to(viewer_id=viewer_id)
 
 
 def holding_in_address_book(*, user_id: object, owner_ids: Iterable[object]) -> set[str]:

@@ -15,10 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from accounts.models import User
 from core.db import replica_ok
 from core.errors import NotFound, ValidationFailed
 from core.serializers import timestamp
@@ -422,22 +423,54 @@ def conversation_member_ids(*, user_id: object, conversation_id: object) -> list
                                                       left_at__isnull=True).values_list("user_id", flat=True)]
 
 
-def presence_audience(*, user_id: object) -> list[str]:
-    """Users who share a direct or small group conversation with user_id.
-
-    Broadcasts and big groups are left out: their members are not peers, and
-    telling thousands of sockets about every reconnect would be a storm.
-    """
+def _conversation_peers(*, user_id: object) -> QuerySet[Membership]:
+    """The user ids (a values subquery) of the members of user_id's direct and small group
+    conversations. Broadcasts and big groups are left out: their members are not peers, and
+    telling thousands of sockets about every reconnect would be a storm."""
     mine = Membership.objects.filter(
         user_id=user_id, left_at__isnull=True,
         conversation__member_count__lte=settings.MESSAGING_INLINE_FANOUT_MAX,
     ).exclude(conversation__type=ConversationType.BROADCAST).values("conversation_id")
-    return [str(u) for u in (
-        Membership.objects.filter(conversation_id__in=Subquery(mine), left_at__isnull=True)
-        .exclude(user_id=user_id)
-        .values_list("user_id", flat=True)
-        .distinct()
+    return (Membership.objects.filter(conversation_id__in=Subquery(mine), left_at__isnull=True)
+            .exclude(user_id=user_id).values("user_id"))
+
+
+def presence_audience(*, user_id: object) -> list[str]:
+    """Users who share a direct or small group conversation with user_id."""
+    return [str(u) for u in _conversation_peers(user_id=user_id).values_list("user_id", flat=True).distinct()]
+
+
+def _presence_circle(*, user_id: object) -> QuerySet[Any]:
+    """The user ids (a subquery) of user_id's conversation peers and its WS_PRESENCE_CONTACTS_MAX most
+    recently seen friends (mutual contacts, no block), the people presence is about. A UNION, not
+    `pk IN (a) OR pk IN (b)`, which PostgreSQL can only answer by scanning every user."""
+    friends = integrations.friends_recently_active(user_id=user_id, limit=settings.WS_PRESENCE_CONTACTS_MAX)
+    return _conversation_peers(user_id=user_id).values_list("user_id", flat=True).union(
+        friends.values_list("pk", flat=True))
+
+
+def presence_viewers(*, user_id: object) -> list[str]:
+    """Who may see user_id's online state and last_seen, in one query: its presence circle
+    (conversation peers and recently seen friends), as far as its last_seen setting allows,
+    with no block either way."""
+    return [str(pk) for pk in (
+        User.objects.filter(pk__in=_presence_circle(user_id=user_id), is_active=True)
+        .exclude(pk=user_id)
+        .filter(integrations.may_see_presence_of(target_id=user_id))
+        .values_list("pk", flat=True)
     )]
+
+
+def presence_visible_peers(*, user_id: object, limit: int) -> list[User]:
+    """The people of user_id's presence circle whose online state and last_seen it may see
+    (their last_seen setting, no block either way), at most `limit`, in one query."""
+    return list(
+        User.objects.filter(pk__in=_presence_circle(user_id=user_id), is_active=True)
+        .exclude(pk=user_id)
+        .filter(integrations.presence_visible_to(viewer_id=user_id))
+        .only("pk", "last_seen_at")
+        .order_by(F("last_seen_at").desc(nulls_last=True), "pk")[:limit]
+    )
 
 
 def unread_total(*, user_id: object) -> int:

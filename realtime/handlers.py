@@ -20,14 +20,19 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from accounts.models import Device, User
-from accounts.selectors import device_is_active, last_seen_visible_to
+from accounts.selectors import device_is_active
 from accounts.services import user_mark_seen
 from calls import sockets as call_sockets
 from core.errors import ApplicationError, ValidationFailed
 from core.serializers import timestamp
 from messaging import services as messaging_services
-from messaging.integrations import blocked_either_way, blockers_of
-from messaging.selectors import conversation_member_ids, device_cursor_position, presence_audience
+from messaging.integrations import blockers_of
+from messaging.selectors import (
+    conversation_member_ids,
+    device_cursor_position,
+    presence_viewers,
+    presence_visible_peers,
+)
 from messaging.services import SendRequest
 from realtime.batching import batcher
 from realtime.frames import frame_encode, frame_ref, require_dict, require_str
@@ -48,16 +53,6 @@ TYPING_STATES = ("start", "stop")
 # --- Sync work, run through one thread hop each ------------------------------------------
 
 
-def presence_viewers(*, user: User) -> list[str]:
-    """Peers who may see `user`'s presence: conversation peers, minus blocks either way,
-    filtered by `user`'s last_seen privacy."""
-    audience = [str(u) for u in presence_audience(user_id=user.pk) if str(u) != str(user.pk)]
-    if not audience:
-        return []
-    blocked = blocked_either_way(user_id=user.pk, other_ids=audience)
-    return [v for v in audience if v not in blocked and last_seen_visible_to(target=user, viewer_id=v)]
-
-
 def socket_opened(*, user_id: str, device_id: str, connection_id: str) -> tuple[bool, list[str]]:
     """Once the socket is in the hub: (device still active, viewers to tell "online" when
     the user just came online)."""
@@ -67,7 +62,7 @@ def socket_opened(*, user_id: str, device_id: str, connection_id: str) -> tuple[
                                          ttl=settings.WS_PRESENCE_TTL)
     if not came_online:
         return True, []
-    return True, presence_viewers(user=User.objects.get(pk=user_id))
+    return True, presence_viewers(user_id=user_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +82,7 @@ def sockets_heartbeat(sockets: list[tuple[str, str, str]]) -> Heartbeat:
     live = [entry for entry in sockets if entry[1] in active]
     heads = stream_heads(user_ids=sorted({user_id for user_id, _, _ in live}))
     came_online = presence.refresh_many(live, ttl=settings.WS_PRESENCE_TTL)
-    announcements = [(user_id, presence_viewers(user=user))
-                     for user_id, user in ((u, User.objects.filter(pk=u).first()) for u in sorted(came_online))
-                     if user is not None]
+    announcements = [(user_id, presence_viewers(user_id=user_id)) for user_id in sorted(came_online)]
     return Heartbeat(revoked=device_ids - active, came_online=announcements, heads=heads)
 
 
@@ -99,19 +92,17 @@ def socket_closed(*, user_id: str, device_id: str, connection_id: str) -> tuple[
     if not went_offline:
         return [], None
     user_mark_seen(user_id=user_id)
-    user = User.objects.get(pk=user_id)  # also the privacy settings, which may have changed since connect
-    return presence_viewers(user=user), timestamp(user.last_seen_at) if user.last_seen_at else None
+    last_seen = User.objects.filter(pk=user_id).values_list("last_seen_at", flat=True).first()
+    # the viewers by the privacy settings as they stand now, which may have changed since connect
+    return presence_viewers(user_id=user_id), timestamp(last_seen) if last_seen else None
 
 
 def presence_snapshot(*, user_id: str) -> list[dict[str, Any]]:
-    """Presence frames for the peers whose presence the user may see (sent after hello)."""
-    peer_ids = [str(u) for u in presence_audience(user_id=user_id) if str(u) != str(user_id)]
-    peer_ids = peer_ids[: settings.WS_PRESENCE_SNAPSHOT_MAX]
-    if not peer_ids:
+    """Presence frames for the peers whose presence the user may see (sent after hello):
+    one query, one cache round."""
+    peers = presence_visible_peers(user_id=user_id, limit=settings.WS_PRESENCE_SNAPSHOT_MAX)
+    if not peers:
         return []
-    blocked = blocked_either_way(user_id=user_id, other_ids=peer_ids)
-    peers = [p for p in User.objects.filter(pk__in=[p for p in peer_ids if p not in blocked], is_active=True)
-             if last_seen_visible_to(target=p, viewer_id=user_id)]
     online = presence.user_ids_online([p.pk for p in peers])
     return [
         {"type": "presence", "user_id": str(p.pk), "state": "online" if str(p.pk) in online else "offline",

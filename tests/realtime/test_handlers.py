@@ -291,11 +291,12 @@ async def test_presence_honours_last_seen_privacy(socket, alice, bob, visibility
     assert await alice_socket.ws.receive_nothing(0.4)
 
 
-async def test_presence_does_not_cross_a_block(socket, alice, bob, monkeypatch):
+async def test_presence_does_not_cross_a_block(socket, alice, bob):
+    from contacts.models import Block
+
     await direct(alice, bob)
     await set_last_seen_visibility(bob, "everyone")
-    monkeypatch.setattr(handlers, "blocked_either_way",
-                        lambda *, user_id, other_ids: {str(alice.user.pk), str(bob.user.pk)} & set(other_ids))
+    await database_sync_to_async(Block.objects.create)(blocker_id=alice.user.pk, blocked_id=bob.user.pk)
     alice_socket = await live(socket, alice)
     bob_socket = await socket(bob.token)
     await bob_socket.close()
