@@ -123,8 +123,8 @@ def measure(token: str, runs: int) -> dict[str, Any]:
     from django.test.utils import CaptureQueriesContext
 
     from accounts.models import User
+    from core.keyset import keyset_cursor_encode as cursor_encode
     from moments.models import Moment
-    from moments.selectors import cursor_encode
 
     client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
     viewer = User.objects.get(phone=VIEWER_PHONE)

@@ -12,14 +12,14 @@ import hmac
 import time
 import uuid
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 
 from calls.events import duration_ms
 from calls.models import Call, CallParticipant
-from core.errors import NotFound, ValidationFailed
+from core.errors import NotFound
+from core.keyset import keyset_cursor_decode, keyset_cursor_encode
 from core.serializers import timestamp
 
 
@@ -44,22 +44,6 @@ def _public(call: Call, *, viewer_id: object, participants: list[CallParticipant
     }
 
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
-
-
-def _cursor_encode(created_at: datetime, call_id: uuid.UUID) -> str:
-    return f"{(created_at - EPOCH) // MICROSECOND}.{call_id.hex}"
-
-
-def _cursor_decode(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        micros, _, hex_id = cursor.partition(".")
-        if len(cursor) > 64 or not micros.isdigit():
-            raise ValueError(cursor)
-        return EPOCH + int(micros) * MICROSECOND, uuid.UUID(hex=hex_id)
-    except (ValueError, OverflowError, OSError) as exc:
-        raise ValidationFailed("Not a cursor from this list.", details={"before": ["Not a valid cursor."]}) from exc
 
 
 def call_log(*, user_id: object, before: str | None = None, limit: int = 50) -> dict[str, Any]:
@@ -67,7 +51,7 @@ def call_log(*, user_id: object, before: str | None = None, limit: int = 50) -> 
     `before=<cursor>`. Three queries whatever the page size."""
     rows = CallParticipant.objects.filter(user_id=user_id, silenced=False)
     if before:
-        at, call_id = _cursor_decode(before)
+        at, call_id = keyset_cursor_decode(before)
         rows = rows.filter(created_at__lte=at).exclude(created_at=at, call_id__gte=call_id)
     page = list(rows.order_by("-created_at", "-call_id").values_list("call_id", flat=True)[: limit + 1])
     has_more = len(page) > limit
@@ -79,7 +63,7 @@ def call_log(*, user_id: object, before: str | None = None, limit: int = 50) -> 
     ordered = [calls[pk] for pk in page if pk in calls]
     return {
         "calls": [_public(c, viewer_id=user_id, participants=participants[c.pk]) for c in ordered],
-        "cursor": _cursor_encode(ordered[-1].created_at, ordered[-1].pk) if ordered else (before or ""),
+        "cursor": keyset_cursor_encode(ordered[-1].created_at, ordered[-1].pk) if ordered else (before or ""),
         "has_more": has_more,
     }
 

@@ -17,9 +17,8 @@ viewer's own `only`/`except` posts are on the page (their lists).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
@@ -28,14 +27,12 @@ from django.utils import timezone
 from accounts.models import MomentsWindow, User
 from contacts.models import Block
 from contacts.selectors import are_friends, blocked_with, friend_ids, friends_among, mutual_with
-from core.errors import NotFound, ValidationFailed
+from core.errors import NotFound
 from core.ids import uuid_or_not_found
+from core.keyset import keyset_cursor_decode, keyset_cursor_encode
 from core.serializers import timestamp
 from media.selectors import attachment_public
 from moments.models import Comment, Like, Moment, MomentAttachment, MomentAudience, Visibility
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
 
 WINDOWS = {
     MomentsWindow.ALL: None,
@@ -48,26 +45,12 @@ WINDOWS = {
 # --- Cursors ---------------------------------------------------------------------------------------
 
 
-def cursor_encode(created_at: datetime, moment_id: uuid.UUID) -> str:
-    return f"{(created_at - EPOCH) // MICROSECOND}.{moment_id.hex}"
-
-
-def cursor_decode(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        micros, _, hex_id = cursor.partition(".")
-        if len(cursor) > 64 or not micros.isdigit():
-            raise ValueError(cursor)
-        return EPOCH + int(micros) * MICROSECOND, uuid.UUID(hex=hex_id)
-    except (ValueError, OverflowError, OSError) as exc:
-        raise ValidationFailed("Not a cursor from this list.", details={"before": ["Not a valid cursor."]}) from exc
-
-
 def _before(moments: QuerySet[Moment], before: str | None) -> QuerySet[Moment]:
     """Strictly older than the cursor in (created_at, id) order: posts committed meanwhile, newer or
     older, never make a page repeat or skip one that was there when the walk began."""
     if not before:
         return moments
-    at, moment_id = cursor_decode(before)
+    at, moment_id = keyset_cursor_decode(before)
     # created_at <= at is the index range the walk starts from; the OR only settles ties.
     return moments.filter(Q(created_at__lte=at), Q(created_at__lt=at) | Q(id__lt=moment_id))
 
@@ -203,7 +186,7 @@ def _page(moments: QuerySet[Moment], *, viewer_id: object, friends: QuerySet[Any
     rows = rows[:limit]
     return {
         "moments": render_many(rows, viewer_id=viewer_id, friends=friends),
-        "cursor": cursor_encode(rows[-1].created_at, rows[-1].pk) if rows else (before or ""),
+        "cursor": keyset_cursor_encode(rows[-1].created_at, rows[-1].pk) if rows else (before or ""),
         "has_more": has_more,
     }
 
