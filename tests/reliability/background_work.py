@@ -47,7 +47,9 @@ def client(token: str) -> APIClient:
 def person(name: str, phone: str | None = None) -> dict[str, str]:
     from tests.factories import next_phone
 
-    user = User.objects.create_user(phone=phone or next_phone(), display_name=name)
+    # Anyone may add these people to a group (the default is contacts only; the test's group
+    # members are not the creator's contacts, and would be invited instead of added).
+    user = User.objects.create_user(phone=phone or next_phone(), display_name=name, group_add="everyone")
     device, token = device_create(user=user, name="Phone", platform="android")
     return {"user": str(user.pk), "device": str(device.pk), "token": token}
 
