@@ -9,7 +9,8 @@
 
 nginx and PgBouncer come from Debian (installed with apt-get when missing); PostgreSQL and
 Redis are the machine's binaries, run as private instances: the shared services on 5432/6379
-are never used nor stopped. Everything lives under var/cluster/ and stops with Ctrl-C.
+are never used nor stopped. Everything lives in a cluster-* directory under the system temp
+directory (kept with CLUSTER_KEEP_LOGS=1) and stops with Ctrl-C.
 
     python scripts/cluster.py up        # run until Ctrl-C (what `make cluster` does)
     python scripts/cluster.py check     # bring it up, sign in through nginx, send, receive, stop
@@ -114,9 +115,17 @@ admin_users = postgres
         return f"postgres://postgres@127.0.0.1:{self.port}/{self.database}"
 
     def start(self) -> None:
+        output = (self.dir / "stderr.log").open("ab")
         self.process = subprocess.Popen(_as_postgres_user([str(PGBOUNCER), str(self.dir / "pgbouncer.ini")]),
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: port_open(self.port), timeout=15, what="pgbouncer up")
+                                        stdout=output, stderr=subprocess.STDOUT)
+        output.close()
+        try:
+            wait_until(lambda: port_open(self.port), timeout=15, what="pgbouncer up")
+        except Exception:
+            said = [(self.dir / name).read_text(errors="replace")[-2000:]
+                    for name in ("stderr.log", "pgbouncer.log") if (self.dir / name).exists()]
+            log(f"pgbouncer did not come up (exit {self.process.poll()}): {' | '.join(said)}")
+            raise
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -172,7 +181,9 @@ class Nginx:
 class Cluster:
     def __init__(self, *, web: int = 3, port: int | None = None, overrides: dict[str, str] | None = None) -> None:
         ensure_debian_packages()
-        self.workdir = Path(tempfile.mkdtemp(prefix="cluster-", dir=_var_dir()))
+        # In the system temp directory: PgBouncer runs as the postgres user, who may not be able to
+        # reach into the checkout (a clone under `mktemp -d` is 0700).
+        self.workdir = Path(tempfile.mkdtemp(prefix="cluster-"))
         self.workdir.chmod(0o755)
         self.postgres = PrivatePostgres()
         self.main_redis = PrivateRedis()
@@ -261,12 +272,6 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _var_dir() -> Path:
-    path = ROOT / "var"
-    path.mkdir(exist_ok=True)
-    return path
 
 
 def sign_in(base: str, phone: str) -> dict:
