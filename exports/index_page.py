@@ -138,7 +138,7 @@ INDEX_TAIL = b"""</script>
       if (moment.likes.length || moment.comments.length) {
         var interactions = el("div", "interactions");
         if (moment.likes.length) {
-          interactions.appendChild(el("div", "likes", "\u2665 " + moment.likes.map(function (like) {
+          interactions.appendChild(el("div", "likes", "\\u2665 " + moment.likes.map(function (like) {
             return like.user_name || "Unknown"; }).join(", ")));
         }
         moment.comments.forEach(function (comment) {
@@ -174,7 +174,7 @@ INDEX_TAIL = b"""</script>
     var messages = page === 0 ? conversation.messages : (loaded[conversation.id] || {})[page];
     if (!messages) {
       main.setAttribute("data-loading", "true");
-      main.appendChild(el("p", "note", "Loading\u2026"));
+      main.appendChild(el("p", "note", "Loading\\u2026"));
       var script = document.createElement("script");
       script.src = "conversations/" + encodeURIComponent(conversation.id) + "/page-" + page + ".js";
       script.addEventListener("error", function () {
