@@ -2,11 +2,11 @@
 
 Django builds a `psycopg_pool.ConnectionPool` per process (`OPTIONS["pool"]`). A
 request that finds every connection busy waits up to the pool's `timeout` for
-one, which is what we want under a burst of requests. But while PostgreSQL is
-down the same wait would hold every request for the whole timeout; the promise
-is a 503 within about `connect_timeout`. So the pool remembers when it last failed
-to open a connection, and a waiting request gives up as soon as an attempt
-failed after it started waiting.
+one, in arrival order, which is what we want under a burst of requests. But while
+PostgreSQL is down the same wait would hold every request for the whole timeout;
+the promise is a 503 within about `connect_timeout`. So when an attempt to open a
+connection fails, every request waiting at that moment is told so at once (the
+pool's own `fail` on its waiting clients) instead of waiting on.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from django.db.backends.postgresql import base
 from django.db.utils import DEFAULT_DB_ALIAS
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-# A waiting request looks at the pool's last connection failure this often.
-WAIT_SLICE_SECONDS = 0.25
 # A connection handed back less than this long ago is lent again without the health check's
 # round trip (which cost as much as the query itself on short requests and socket connects);
 # one idle longer is checked first, so a restart of PostgreSQL costs no request an error.
@@ -33,60 +31,58 @@ def check_after_idle(connection: Any) -> None:
         ConnectionPool.check_connection(connection)
 
 
-class FailFastConnectionPool(ConnectionPool):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._connect_failed_at = 0.0
-        super().__init__(*args, **kwargs)
+def _unreachable(error: Exception) -> PoolTimeout | None:
+    """The error for the waiting requests when a connect failed, or None when they should wait on.
 
+    A database at its connection limit is up: the pool cannot grow, but the connections it
+    holds come back, and the waiting requests get them in turn. (PostgreSQL reports that
+    condition with no SQLSTATE at connect time, so it is told by its message.)
+    """
+    if "too many c" in str(error):  # "too many clients already", "too many connections for role"
+        return None
+    return PoolTimeout(f"couldn't get a connection: the database is unreachable ({error})")
+
+
+def _waiting_to_fail(pool: ConnectionPool | AsyncConnectionPool, error: Exception) -> tuple[list, PoolTimeout | None]:
+    """Take the waiting requests out of the queue when they are to be failed (call under the pool's lock)."""
+    failure = _unreachable(error)
+    if failure is None:
+        return [], None
+    waiting = list(pool._waiting)
+    pool._waiting.clear()
+    return waiting, failure
+
+
+class FailFastConnectionPool(ConnectionPool):
     def _connect(self, timeout: float | None = None) -> Any:
         try:
-            connection = super()._connect(timeout)
-        except Exception:
-            self._connect_failed_at = monotonic()
+            return super()._connect(timeout)
+        except Exception as error:
+            # Called only from the pool's worker (never under its lock). Requests arriving later
+            # queue again and are failed by the next attempt, which the pool retries with backoff.
+            with self._lock:
+                waiting, failure = _waiting_to_fail(self, error)
+            for client in waiting:
+                client.fail(failure)
             raise
-        self._connect_failed_at = 0.0
-        return connection
 
     def putconn(self, conn: Any) -> None:
         conn._returned_at = monotonic()
         super().putconn(conn)
 
-    def getconn(self, timeout: float | None = None) -> Any:
-        started = monotonic()
-        deadline = started + (self.timeout if timeout is None else timeout)
-        while True:
-            try:
-                return super().getconn(timeout=max(0.001, min(WAIT_SLICE_SECONDS, deadline - monotonic())))
-            except PoolTimeout:
-                if self._connect_failed_at > started or monotonic() >= deadline:
-                    raise
-
 
 class AsyncFailFastConnectionPool(AsyncConnectionPool):
     """The same rule for the socket's async pool (core.asyncdb)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._connect_failed_at = 0.0
-        super().__init__(*args, **kwargs)
-
     async def _connect(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109 - psycopg_pool's signature
         try:
-            connection = await super()._connect(timeout)
-        except Exception:
-            self._connect_failed_at = monotonic()
+            return await super()._connect(timeout)
+        except Exception as error:
+            async with self._lock:
+                waiting, failure = _waiting_to_fail(self, error)
+            for client in waiting:
+                await client.fail(failure)
             raise
-        self._connect_failed_at = 0.0
-        return connection
-
-    async def getconn(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109 - psycopg_pool's signature
-        started = monotonic()
-        deadline = started + (self.timeout if timeout is None else timeout)
-        while True:
-            try:
-                return await super().getconn(timeout=max(0.001, min(WAIT_SLICE_SECONDS, deadline - monotonic())))
-            except PoolTimeout:
-                if self._connect_failed_at > started or monotonic() >= deadline:
-                    raise
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
