@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 
 import httpx
@@ -35,13 +36,15 @@ def server_connections(database_url: str, application_name: str) -> int:
                           [application_name]).fetchone()[0]
 
 
-async def one_client(http: httpx.AsyncClient, index: int, statuses: list[int]) -> None:
+async def one_client(http: httpx.AsyncClient, index: int, statuses: list[int], refused: list[str]) -> None:
     """What a new user does first: sign up, read the profile, open a conversation."""
     phone = f"+1555{index:07d}"
     requested = await http.post("/api/v1/auth/otp/request", json={"phone": phone})
     verified = await http.post("/api/v1/auth/otp/verify", json={
         "phone": phone, "code": "000000", "device": {"name": "load", "platform": "android"}})
     statuses += [requested.status_code, verified.status_code]
+    refused += [f"{r.request.method} {r.request.url.path} {r.status_code} {r.text[:300]}"
+                for r in (requested, verified) if r.status_code >= 300]
     if verified.status_code != 200:
         return
     body = verified.json()
@@ -50,6 +53,8 @@ async def one_client(http: httpx.AsyncClient, index: int, statuses: list[int]) -
     group = await http.post("/api/v1/conversations", headers=auth,
                             json={"type": "group", "title": f"g{index}", "member_ids": []})
     statuses += [me.status_code, group.status_code]
+    refused += [f"{r.request.method} {r.request.url.path} {r.status_code} {r.text[:300]}"
+                for r in (me, group) if r.status_code >= 300]
 
 
 def test_hundreds_of_concurrent_requests_stay_within_the_pool_and_none_gets_503():
@@ -62,6 +67,7 @@ def test_hundreds_of_concurrent_requests_stay_within_the_pool_and_none_gets_503(
                      DB_POOL_MAX_SIZE=str(POOL_SIZE), DB_POOL_MIN_SIZE="1")
     servers = [AsgiServer(env) for _ in range(PROCESSES)]
     peak = 0
+    refused: list[str] = []
     sampling = threading.Event()
 
     def sample() -> None:
@@ -76,11 +82,12 @@ def test_hundreds_of_concurrent_requests_stay_within_the_pool_and_none_gets_503(
         limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=0)
         clients = [httpx.AsyncClient(base_url=server.base, timeout=60, limits=limits) for server in servers]
         try:
-            await asyncio.gather(*(one_client(clients[i % PROCESSES], i, statuses) for i in range(CLIENTS)))
+            await asyncio.gather(*(one_client(clients[i % PROCESSES], i, statuses, refused) for i in range(CLIENTS)))
         finally:
             await asyncio.gather(*(client.aclose() for client in clients))
         return statuses
 
+    started = time.monotonic()
     try:
         for server in servers:
             server.start()
@@ -95,7 +102,11 @@ def test_hundreds_of_concurrent_requests_stay_within_the_pool_and_none_gets_503(
         for server in servers:
             server.kill()
 
-    assert {status for status in statuses} <= {200, 201, 202}, sorted(set(statuses))
+    took = time.monotonic() - started
+    logs = "".join(f"--- server {index}\n{server.log.read_text(errors='replace')[-2000:]}"
+                   for index, server in enumerate(servers))
+    assert {status for status in statuses} <= {200, 201, 202}, (
+        f"{len(refused)} refused in {took:.0f} s, peak {peak} connections: {refused[:5]}\n{logs}")
     assert len(statuses) == 4 * CLIENTS, "every client got through all four requests"
     assert 0 < peak <= PROCESSES * POOL_SIZE, f"peak {peak} server connections"
     assert after <= PROCESSES * POOL_SIZE
