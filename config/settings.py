@@ -192,6 +192,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 
 REDIS_URL = env_str("REDIS_URL")
+# Redis connections per server process for the cache, rate limits and the sunset gate (one
+# blocking pool each for threads and for the event loop), and how long a caller waits for one.
+REDIS_POOL_MAX_CONNECTIONS = env_int("REDIS_POOL_MAX_CONNECTIONS", 100)
+REDIS_POOL_TIMEOUT = env_int("REDIS_POOL_TIMEOUT", 5)
 
 if REDIS_URL:
     CACHES = {
@@ -199,7 +203,12 @@ if REDIS_URL:
             "BACKEND": "core.cache.SharedPoolRedisCache",  # one connection pool per process
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "msgr"),
-            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+            # A burst of requests waits (up to REDIS_POOL_TIMEOUT s) for one of the process's
+            # REDIS_POOL_MAX_CONNECTIONS connections; redis-py's default pool raises "Too many
+            # connections" at its 100th concurrent user instead, which reached clients as 503.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2,
+                        "pool_class": "redis.BlockingConnectionPool",
+                        "max_connections": REDIS_POOL_MAX_CONNECTIONS, "timeout": REDIS_POOL_TIMEOUT},
         }
     }
     # channels-redis's pub/sub layer with pipelined multi-group sends (realtime/layers.py):

@@ -102,8 +102,10 @@ def _async_client() -> object:
     if client is None:
         for stale in [other for other in _async_clients if other.is_closed()]:  # type: ignore[attr-defined]
             del _async_clients[stale]
-        client = _async_clients[loop] = aioredis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2,
+            max_connections=settings.REDIS_POOL_MAX_CONNECTIONS, timeout=settings.REDIS_POOL_TIMEOUT)
+        client = _async_clients[loop] = aioredis.Redis(connection_pool=pool)
     return client
 
 
