@@ -143,17 +143,24 @@ class _Raced(Exception):
 # --- Claiming ------------------------------------------------------------------------------------
 
 
-_OPEN_SHARE = ("SELECT id, amount FROM redpackets_share WHERE packet_id = %s AND claimed_by_id IS NULL "
-               "AND refunded_at IS NULL ORDER BY index LIMIT 1 FOR UPDATE")
+_OPEN_SHARES = "FROM redpackets_share WHERE packet_id = %s AND claimed_by_id IS NULL AND refunded_at IS NULL"
+_FREE_SHARE = f"SELECT id, amount {_OPEN_SHARES} ORDER BY index LIMIT 1 FOR UPDATE SKIP LOCKED"
+_BUSY_SHARE = f"SELECT id {_OPEN_SHARES} ORDER BY index LIMIT 1"
+_STILL_OPEN = ("SELECT id, amount FROM redpackets_share WHERE id = %s AND claimed_by_id IS NULL "
+               "AND refunded_at IS NULL FOR UPDATE")
 
 
 def _take_share(packet_id: uuid.UUID) -> tuple[int, int] | None:
     """Lock an open share: (id, amount), or None when none is left.
 
     First without waiting (SKIP LOCKED: each concurrent claimer gets its own
-    row). If every open share is locked by someone else, wait for them once:
-    when their claims commit the rows no longer match and are passed over;
-    when one rolls back (a duplicate device, a crash) its share is ours.
+    row). If every open share is locked by a claim in flight, wait for one of
+    those claims to end and look again: when it commits the row is no longer
+    open; when it rolls back (a duplicate device, a crash) the share is ours.
+    The wait locks one row by its id inside a savepoint that is rolled back when
+    the row turns out claimed: a waiter never holds the lock of a share it did
+    not get. (One `ORDER BY ... LIMIT 1 FOR UPDATE` that waits keeps its locks on
+    the rows it passed over, and a crowd of such waiters deadlocked each other.)
     """
     packet_id = Packet._meta.pk.get_db_prep_value(packet_id, connection)
     if not connection.features.has_select_for_update:
@@ -162,12 +169,18 @@ def _take_share(packet_id: uuid.UUID) -> tuple[int, int] | None:
                .order_by("index").values_list("id", "amount").first())
         return (row[0], row[1]) if row else None
     with connection.cursor() as cursor:
-        cursor.execute(_OPEN_SHARE + " SKIP LOCKED", [packet_id])
-        row = cursor.fetchone()
-        if row is None:
-            cursor.execute(_OPEN_SHARE, [packet_id])
-            row = cursor.fetchone()
-    return (row[0], row[1]) if row else None
+        while True:
+            cursor.execute(_FREE_SHARE, [packet_id])
+            if row := cursor.fetchone():
+                return row[0], row[1]
+            cursor.execute(_BUSY_SHARE, [packet_id])
+            if (busy := cursor.fetchone()) is None:
+                return None  # every share is claimed (or refunded)
+            with transaction.atomic():  # a savepoint
+                cursor.execute(_STILL_OPEN, [busy[0]])
+                if row := cursor.fetchone():
+                    return row[0], row[1]  # its claim rolled back: ours, locked
+                transaction.set_rollback(True)  # claimed meanwhile: let go of the row's lock, look again
 
 
 def _claimed_amount(packet_id: uuid.UUID, user_id: object) -> int | None:

@@ -84,3 +84,42 @@ def test_two_devices_claiming_at_once_get_one_share_and_the_same_amount(settings
     assert services.packet_claim(user=carol.user, packet_id=packet["id"])[1]
     assert services.packet_claim(user=sender.user, packet_id=packet["id"])[1]
     assert not waiting_on_a_lock()
+
+
+def stalled_backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                       "AND datname = current_database() ORDER BY query_start LIMIT 1")
+        return cursor.fetchone()[0]
+
+
+def test_a_claimant_waiting_for_the_last_share_gets_it_when_the_claim_holding_it_fails(settings):
+    from tests.processes import wait_for
+
+    settings.PAYMENTS_BACKEND = "test"
+    settings.RED_PACKET_PUSH = ""
+    sender = sign_in(display_name="Sender")
+    bob = sign_in(display_name="Bob")
+    carol = sign_in(display_name="Carol")
+    topup_create(user=sender.user, client_id=uuid.uuid4(), amount=1000)
+    topup_create(user=bob.user, client_id=uuid.uuid4(), amount=1)  # a wallet row to hold
+    group, _ = messaging_services.conversation_create(creator=sender.user, type="group", title="Race",
+                                                      member_ids=[bob.user.pk, carol.user.pk])
+    packet, _ = services.packet_send(sender=sender.user, conversation_id=group["id"], client_id=uuid.uuid4(),
+                                     total=500, count=1, mode="random")
+
+    with wallet_locked(bob.user.pk):
+        bobs, bobs_result = in_thread(lambda: services.packet_claim(user=bob.user, packet_id=packet["id"]))
+        wait_for(lambda: lock_waiters() == 1, timeout=20, message="Bob's claim to hold the only share and stall")
+        bob_pid = stalled_backend_pid()
+        carols, carols_result = in_thread(lambda: services.packet_claim(user=carol.user, packet_id=packet["id"]))
+        wait_for(lambda: lock_waiters() == 2, timeout=20, message="Carol's claim to wait for Bob's")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_cancel_backend(%s)", [bob_pid])  # Bob's request fails: rolls back
+        bobs.join(20)
+    carols.join(20)
+    assert len(bobs_result) == 1 and isinstance(bobs_result[0], Exception), bobs_result
+    assert carols_result == [(500, True)], "the share Bob's failed claim let go is Carol's"
+    assert list(Share.objects.filter(packet_id=packet["id"]).values_list("claimed_by_id", flat=True)) == [
+        carol.user.pk]
+    assert not waiting_on_a_lock()

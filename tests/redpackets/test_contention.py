@@ -92,7 +92,10 @@ def test_a_thousand_concurrent_claimants_empty_a_hundred_share_packet_exactly_on
     statuses = defaultdict(int)
     for _, status, _, _ in results:
         statuses[status] += 1
-    assert set(statuses) <= {200, 410}, dict(statuses)
+    unexpected = [(status, body) for _, status, body, _ in results if status not in (200, 410)]
+    logs = "".join(f"--- server {index}\n{server.log.read_text(errors='replace')[-3000:]}"
+                   for index, server in enumerate(servers))
+    assert set(statuses) <= {200, 410}, f"{dict(statuses)} {unexpected[:3]}\n{logs}"
     won: dict[str, set[int]] = defaultdict(set)
     for user_id, status, body, _ in results:
         if status == 200:
