@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import connection
 
 from tests.processes import current_database_url
-from tests.reliability.services import AsgiServer, django_env
+from tests.reliability.services import AsgiServer, django_env, servers_log
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -36,6 +36,11 @@ def server_connections(database_url: str, application_name: str) -> int:
                           [application_name]).fetchone()[0]
 
 
+def refusals(*responses: httpx.Response) -> list[str]:
+    return [f"{r.request.method} {r.request.url.path} {r.status_code} {r.text[:300]}"
+            for r in responses if r.status_code >= 300]
+
+
 async def one_client(http: httpx.AsyncClient, index: int, statuses: list[int], refused: list[str]) -> None:
     """What a new user does first: sign up, read the profile, open a conversation."""
     phone = f"+1555{index:07d}"
@@ -43,8 +48,7 @@ async def one_client(http: httpx.AsyncClient, index: int, statuses: list[int], r
     verified = await http.post("/api/v1/auth/otp/verify", json={
         "phone": phone, "code": "000000", "device": {"name": "load", "platform": "android"}})
     statuses += [requested.status_code, verified.status_code]
-    refused += [f"{r.request.method} {r.request.url.path} {r.status_code} {r.text[:300]}"
-                for r in (requested, verified) if r.status_code >= 300]
+    refused += refusals(requested, verified)
     if verified.status_code != 200:
         return
     body = verified.json()
@@ -53,8 +57,7 @@ async def one_client(http: httpx.AsyncClient, index: int, statuses: list[int], r
     group = await http.post("/api/v1/conversations", headers=auth,
                             json={"type": "group", "title": f"g{index}", "member_ids": []})
     statuses += [me.status_code, group.status_code]
-    refused += [f"{r.request.method} {r.request.url.path} {r.status_code} {r.text[:300]}"
-                for r in (me, group) if r.status_code >= 300]
+    refused += refusals(me, group)
 
 
 def test_hundreds_of_concurrent_requests_stay_within_the_pool_and_none_gets_503():
@@ -103,10 +106,8 @@ def test_hundreds_of_concurrent_requests_stay_within_the_pool_and_none_gets_503(
             server.kill()
 
     took = time.monotonic() - started
-    logs = "".join(f"--- server {index}\n{server.log.read_text(errors='replace')[-2000:]}"
-                   for index, server in enumerate(servers))
     assert {status for status in statuses} <= {200, 201, 202}, (
-        f"{len(refused)} refused in {took:.0f} s, peak {peak} connections: {refused[:5]}\n{logs}")
+        f"{len(refused)} refused in {took:.0f} s, peak {peak} connections: {refused[:5]}\n{servers_log(servers)}")
     assert len(statuses) == 4 * CLIENTS, "every client got through all four requests"
     assert 0 < peak <= PROCESSES * POOL_SIZE, f"peak {peak} server connections"
     assert after <= PROCESSES * POOL_SIZE

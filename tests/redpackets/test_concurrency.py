@@ -11,6 +11,8 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -41,16 +43,29 @@ def in_thread(target: Callable[[], object]) -> tuple[threading.Thread, list[obje
     return thread, result
 
 
-def lock_waiters() -> int:
+def lock_waiter_pids() -> list[int]:
+    """Backends of this database waiting for a lock, the longest waiting first."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                       "AND datname = current_database()")
-        return cursor.fetchone()[0]
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                       "AND datname = current_database() ORDER BY query_start")
+        return [pid for pid, in cursor.fetchall()]
 
 
-def test_two_devices_claiming_at_once_get_one_share_and_the_same_amount(settings):
-    from tests.processes import wait_for
+def lock_waiters() -> int:
+    return len(lock_waiter_pids())
 
+
+@dataclass
+class Race:
+    sender: Any
+    bob: Any
+    carol: Any
+    group_id: str
+
+
+@pytest.fixture
+def race(settings) -> Race:
+    """The sender, and Bob and Carol in a group with them; Bob has a wallet row to hold."""
     settings.PAYMENTS_BACKEND = "test"
     settings.RED_PACKET_PUSH = ""
     sender = sign_in(display_name="Sender")
@@ -60,8 +75,20 @@ def test_two_devices_claiming_at_once_get_one_share_and_the_same_amount(settings
     topup_create(user=bob.user, client_id=uuid.uuid4(), amount=1)  # a wallet row to hold
     group, _ = messaging_services.conversation_create(creator=sender.user, type="group", title="Race",
                                                       member_ids=[bob.user.pk, carol.user.pk])
-    packet, _ = services.packet_send(sender=sender.user, conversation_id=group["id"], client_id=uuid.uuid4(),
-                                     total=600, count=3, mode="random")
+    return Race(sender, bob, carol, group["id"])
+
+
+def send_packet(race: Race, *, total: int, count: int) -> dict:
+    packet, _ = services.packet_send(sender=race.sender.user, conversation_id=race.group_id, client_id=uuid.uuid4(),
+                                     total=total, count=count, mode="random")
+    return packet
+
+
+def test_two_devices_claiming_at_once_get_one_share_and_the_same_amount(race: Race):
+    from tests.processes import wait_for
+
+    sender, bob, carol = race.sender, race.bob, race.carol
+    packet = send_packet(race, total=600, count=3)
 
     def claim() -> object:
         return services.packet_claim(user=bob.user, packet_id=packet["id"])
@@ -86,32 +113,16 @@ def test_two_devices_claiming_at_once_get_one_share_and_the_same_amount(settings
     assert not waiting_on_a_lock()
 
 
-def stalled_backend_pid() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                       "AND datname = current_database() ORDER BY query_start LIMIT 1")
-        return cursor.fetchone()[0]
-
-
-def test_a_claimant_waiting_for_the_last_share_gets_it_when_the_claim_holding_it_fails(settings):
+def test_a_claimant_waiting_for_the_last_share_gets_it_when_the_claim_holding_it_fails(race: Race):
     from tests.processes import wait_for
 
-    settings.PAYMENTS_BACKEND = "test"
-    settings.RED_PACKET_PUSH = ""
-    sender = sign_in(display_name="Sender")
-    bob = sign_in(display_name="Bob")
-    carol = sign_in(display_name="Carol")
-    topup_create(user=sender.user, client_id=uuid.uuid4(), amount=1000)
-    topup_create(user=bob.user, client_id=uuid.uuid4(), amount=1)  # a wallet row to hold
-    group, _ = messaging_services.conversation_create(creator=sender.user, type="group", title="Race",
-                                                      member_ids=[bob.user.pk, carol.user.pk])
-    packet, _ = services.packet_send(sender=sender.user, conversation_id=group["id"], client_id=uuid.uuid4(),
-                                     total=500, count=1, mode="random")
+    bob, carol = race.bob, race.carol
+    packet = send_packet(race, total=500, count=1)
 
     with wallet_locked(bob.user.pk):
         bobs, bobs_result = in_thread(lambda: services.packet_claim(user=bob.user, packet_id=packet["id"]))
         wait_for(lambda: lock_waiters() == 1, timeout=20, message="Bob's claim to hold the only share and stall")
-        bob_pid = stalled_backend_pid()
+        bob_pid, = lock_waiter_pids()
         carols, carols_result = in_thread(lambda: services.packet_claim(user=carol.user, packet_id=packet["id"]))
         wait_for(lambda: lock_waiters() == 2, timeout=20, message="Carol's claim to wait for Bob's")
         with connection.cursor() as cursor:

@@ -28,7 +28,7 @@ from redpackets.models import Share
 from streams.models import Event
 from tests.factories import sign_in
 from tests.processes import current_database_url
-from tests.reliability.services import ROOT, AsgiServer, django_env
+from tests.reliability.services import ROOT, AsgiServer, django_env, servers_log
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(900)]
 
@@ -93,9 +93,7 @@ def test_a_thousand_concurrent_claimants_empty_a_hundred_share_packet_exactly_on
     for _, status, _, _ in results:
         statuses[status] += 1
     unexpected = [(status, body) for _, status, body, _ in results if status not in (200, 410)]
-    logs = "".join(f"--- server {index}\n{server.log.read_text(errors='replace')[-3000:]}"
-                   for index, server in enumerate(servers))
-    assert set(statuses) <= {200, 410}, f"{dict(statuses)} {unexpected[:3]}\n{logs}"
+    assert set(statuses) <= {200, 410}, f"{dict(statuses)} {unexpected[:3]}\n{servers_log(servers, 3000)}"
     won: dict[str, set[int]] = defaultdict(set)
     for user_id, status, body, _ in results:
         if status == 200:

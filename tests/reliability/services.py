@@ -159,6 +159,11 @@ class PrivateRedis:
             self.process.wait(timeout=10)
 
 
+def servers_log(servers: list[AsgiServer], chars: int = 2000) -> str:
+    """The end of each server's log, for a failing assertion's message."""
+    return "".join(f"--- server {index}\n{server.log_tail(chars)}" for index, server in enumerate(servers))
+
+
 def django_env(**overrides: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST")}
     env.update({"PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "config.settings"})
@@ -221,7 +226,10 @@ class AsgiServer:
         )
         wait_until(lambda: port_open(self.port) or self.process.poll() is not None, timeout=30, what="server up")
         if self.process.poll() is not None:
-            raise RuntimeError(f"ASGI server exited: {self.log.read_text()[-2000:]}")
+            raise RuntimeError(f"ASGI server exited: {self.log_tail()}")
+
+    def log_tail(self, chars: int = 2000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process and self.process.poll() is None:
