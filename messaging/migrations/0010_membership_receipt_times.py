@@ -24,8 +24,8 @@ class Migration(migrations.Migration):
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.RunSQL(
-            "UPDATE messaging_membership SET delivered_at = now() WHERE delivered_seq > 0;"
-            "UPDATE messaging_membership SET read_at = now() WHERE read_seq > 0;",
+            "UPDATE messaging_membership SET delivered_at = CURRENT_TIMESTAMP WHERE delivered_seq > 0;"
+            "UPDATE messaging_membership SET read_at = CURRENT_TIMESTAMP WHERE read_seq > 0;",
             migrations.RunSQL.noop,
         ),
     ]
