@@ -7,8 +7,7 @@ ids into the shapes messaging works with.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
@@ -85,8 +84,7 @@ def push_notify(**kwargs: Any) -> None:
         import_string(path)(**kwargs)
 
 
-@dataclass(frozen=True)
-class ScreenedSend:
+class ScreenedSend(NamedTuple):
     """What a send screen sees of one send that passed the payload checks."""
 
     index: int
@@ -118,16 +116,17 @@ def sends_screen(pending: list[Any], results: list[Any]) -> list[Any]:
 
 async def sends_screen_async(pending: list[Any], results: list[Any]) -> list[Any]:
     """The same from the event loop: MESSAGING_SEND_SCREEN_NEEDED answers in the process
-    (established senders need no screening, no query); only otherwise does the screen
-    run, on a thread."""
+    (established senders, and conversations a sender is known to pass, need no screening,
+    no query); only otherwise does the screen run, on a thread."""
     path = getattr(settings, "MESSAGING_SEND_SCREEN", "")
     if not path or not pending:
         return pending
+    sends = _screened(pending)
     needed = getattr(settings, "MESSAGING_SEND_SCREEN_NEEDED", "")
-    if needed and not import_string(needed)(sender_ids={item.request.sender_id for item in pending}):
+    if needed and not import_string(needed)(sends=sends):
         return pending
     from channels.db import database_sync_to_async
 
     # database_sync_to_async: the thread's connection goes back to the pool afterwards.
-    refused = await database_sync_to_async(import_string(path), thread_sensitive=False)(sends=_screened(pending))
+    refused = await database_sync_to_async(import_string(path), thread_sensitive=False)(sends=sends)
     return _apply_screen(pending, results, refused)

@@ -45,7 +45,8 @@ from moderation.models import Report, ReportStatus
 
 logger = logging.getLogger(__name__)
 
-# (sender id, conversation id) pairs known to pass: the sender has written there before.
+# (sender id, conversation id) pairs known to pass: the sender has written there before, the
+# other side wrote or knows the sender, or the conversation is not a direct one.
 _KNOWN_MAX = 100_000
 _known: OrderedDict[tuple[str, str], None] = OrderedDict()
 # Senders' account creation times (they never change), the most recent _AGES_MAX of them: so the
@@ -127,11 +128,14 @@ def _account_ages(sender_ids: Iterable[str]) -> dict[str, datetime]:
     return {s: _ages[s] for s in wanted if s in _ages}
 
 
-def screening_needed(*, sender_ids: Iterable[str]) -> bool:
-    """MESSAGING_SEND_SCREEN_NEEDED: False when every sender is remembered (in this process) as
-    an established account, so the socket's batch skips the screen without a query."""
+def screening_needed(*, sends: Iterable[ScreenedSend]) -> bool:
+    """MESSAGING_SEND_SCREEN_NEEDED: False when, as remembered in this process, every send is
+    by an established account or into a conversation its new-account sender is known to pass
+    (wrote there, was answered, or it is not a direct conversation): the socket's batch then
+    skips the screen without a query or a thread hop."""
     now = timezone.now()
-    return any(s not in _ages or is_new_account(_ages[s], now=now) for s in sender_ids)
+    return any((send.sender_id not in _ages or is_new_account(_ages[send.sender_id], now=now))
+               and (send.sender_id, send.conversation_id) not in _known for send in sends)
 
 
 def sends_screen(*, sends: list[ScreenedSend]) -> dict[int, ApplicationError]:
@@ -148,6 +152,8 @@ def sends_screen(*, sends: list[ScreenedSend]) -> dict[int, ApplicationError]:
     for send in new:
         if send.conversation_id in direct:
             candidates.setdefault(send.sender_id, []).append(send)
+        else:
+            _remember(send.sender_id, send.conversation_id)  # groups are never screened (a type never changes)
     refused: dict[int, ApplicationError] = {}
     for sender_id, items in candidates.items():
         conversation_ids = {s.conversation_id for s in items}

@@ -13,7 +13,8 @@ sockets, already encoded as client frames:
 Sockets of this process get them at once; the other processes get one
 doorbell per batch over the channel layer (channels-redis pub/sub): each
 process subscribes one channel to the ring group(s), not one per socket, and
-skips doorbells it sent itself. The doorbell is best effort, like every
+skips doorbells it sent itself (by their origin prefix, undecoded: see
+streams.layers). The doorbell is best effort, like every
 channel-layer message: a socket that misses one catches up from the database
 by cursor at the next event or hello; when the layer's subscription was lost
 and comes back, every socket of the process catches up at once; and the
@@ -26,11 +27,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import uuid
 import zlib
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+import orjson
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from channels_redis.utils import _consistent_hash
@@ -39,6 +42,9 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 RING_TYPE = "streams.ring"
+# A raw doorbell (streams.layers) is the sender's origin (a hub's uuid hex) and the orjson body.
+ORIGIN_LENGTH = 32
+ANY_ORIGIN = "-" * ORIGIN_LENGTH  # rung from outside any hub (ring_now): every hub delivers it
 
 Events = dict[str, list[tuple[int, str]]]
 Frames = dict[str, list[str]]
@@ -59,8 +65,13 @@ class Subscriber(Protocol):
     def resync(self) -> None: ...
 
 
+_CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def key(value: object) -> str:
     """Users and devices are keyed by their id's hex in rings (compact, one spelling)."""
+    if type(value) is str and _CANONICAL.fullmatch(value):
+        return value.replace("-", "")  # the database's spelling: no UUID object per recipient
     return uuid.UUID(str(value)).hex
 
 
@@ -97,6 +108,7 @@ class Hub:
 
     def __init__(self) -> None:
         self.origin = uuid.uuid4().hex
+        self.origin_bytes = self.origin.encode()
         self.by_user: dict[str, set[Subscriber]] = {}
         self.by_device: dict[str, set[Subscriber]] = {}
         self.channel: str | None = None
@@ -171,18 +183,28 @@ class Hub:
             await layer.group_add(group, self.channel)
         self.listener = asyncio.get_running_loop().create_task(self._receive(layer))
 
+    async def _next_doorbell(self, layer: Any) -> dict[str, Any] | None:
+        """The next doorbell from another process (None for one of this process's own)."""
+        if hasattr(layer, "receive_raw"):
+            raw = await layer.receive_raw(self.channel)
+            if raw[:ORIGIN_LENGTH] == self.origin_bytes:
+                return None  # delivered here already, before it was published; never decoded
+            return orjson.loads(raw[ORIGIN_LENGTH:])
+        message = await layer.receive(self.channel)
+        return None if message.get("o") == self.origin else message
+
     async def _receive(self, layer: Any) -> None:
         while True:
             try:
-                message = await layer.receive(self.channel)
+                message = await self._next_doorbell(layer)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.warning("doorbell receive failed; retrying", exc_info=True)
                 await asyncio.sleep(1)
                 continue
-            if message.get("o") == self.origin:
-                continue  # delivered here already, before it was published
+            if message is None:
+                continue
             try:
                 await self.deliver(events={user: [(p, f) for p, f in items] for user, items in
                                            (message.get("e") or {}).items()},
@@ -220,22 +242,32 @@ async def publish(*, events: Events | None = None, frames: Frames | None = None,
     if layer is None or not (events or frames or closes):
         return
     groups: dict[str, dict[str, Any]] = {}
-    for part, mapping, target_key in (("e", events, lambda n: n), ("f", frames, lambda n: n.partition(":")[2]),
-                                      ("c", closes, lambda n: n)):
+    for part, mapping, target_key in (("e", events, _same), ("f", frames, _target_name), ("c", closes, _same)):
         for group, items in _split(mapping, target_key).items():
-            groups.setdefault(group, {"type": RING_TYPE, "o": origin})[part] = (
-                {user: [[p, f] for p, f in pairs] for user, pairs in items.items()} if part == "e" else items)
-    for message in groups.values():
-        if exclude_device:
+            groups.setdefault(group, {})[part] = items
+    if exclude_device:
+        for message in groups.values():
             message["x"] = exclude_device
-    messages = list(groups.items())
     try:
-        if hasattr(layer, "group_send_many"):
-            await layer.group_send_many(messages)
+        if hasattr(layer, "publish_raw_many"):
+            # Encoded once (orjson takes the (position, frame) tuples as they are), behind the origin.
+            prefix = (origin or ANY_ORIGIN).encode()
+            await layer.publish_raw_many([(group, prefix + orjson.dumps(message)) for group, message in groups.items()])
         else:
+            messages = [(group, {"type": RING_TYPE, "o": origin, **{
+                part: {user: [[p, f] for p, f in pairs] for user, pairs in value.items()} if part == "e" else value
+                for part, value in message.items()}}) for group, message in groups.items()]
             await asyncio.gather(*(layer.group_send(group, message) for group, message in messages))
     except Exception:
-        logger.warning("doorbell of %d groups failed (sockets catch up by cursor)", len(messages), exc_info=True)
+        logger.warning("doorbell of %d groups failed (sockets catch up by cursor)", len(groups), exc_info=True)
+
+
+def _same(name: str) -> str:
+    return name
+
+
+def _target_name(name: str) -> str:
+    return name.partition(":")[2]
 
 
 def ring_now(**parts: Any) -> None:

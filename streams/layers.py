@@ -7,7 +7,9 @@ hold a subscriber. What it does not have is a way to ring many groups at once:
 `group_send` takes a per-shard lock and pays one round trip each. After a group
 commit the server rings every recipient of the batch, so `group_send_many`
 sends all of their PUBLISH commands in one pipeline per shard: one round trip
-for the whole batch.
+for the whole batch. The hub's doorbells skip the layer's message serializer
+(`publish_raw_many` / `receive_raw`): they are encoded once with orjson behind
+the sender's origin, so a process drops its own doorbells by a bytes prefix.
 
 Pub/sub is also fire-and-forget: every doorbell published while the
 subscriber's connection was down is gone. redis-py re-subscribes when the
@@ -88,14 +90,19 @@ class PipelinedPubSubChannelLayer(RedisPubSubChannelLayer):
         return layer
 
     async def group_send_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+        await self.publish_raw_many([(group, self.serialize(message)) for group, message in messages])
+
+    async def publish_raw_many(self, payloads: list[tuple[str, bytes]]) -> None:
+        """PUBLISH already-encoded payloads to groups: one pipeline (one round trip) per shard.
+        Only `receive_raw` reads them (the hub's doorbell, which encodes its own)."""
         layer = self._get_layer()
         by_shard: dict[int, list[tuple[str, bytes]]] = defaultdict(list)
         shards = {}
-        for group, message in messages:
+        for group, payload in payloads:
             channel = layer._get_group_channel_name(group)
             shard = layer._get_shard(channel)
             shards[id(shard)] = shard
-            by_shard[id(shard)].append((channel, self.serialize(message)))
+            by_shard[id(shard)].append((channel, payload))
         for key, items in by_shard.items():
             shard = shards[key]
             async with shard._lock:
@@ -104,3 +111,20 @@ class PipelinedPubSubChannelLayer(RedisPubSubChannelLayer):
                     for channel, payload in items:
                         pipe.publish(channel, payload)
                     await pipe.execute()
+
+    async def receive_raw(self, channel: str) -> bytes:
+        """The next payload on `channel` (of this process) as published, not deserialized: the
+        hub skips its own doorbells by a prefix before paying for any decoding."""
+        layer = self._get_layer()
+        if channel not in layer.channels:
+            await layer._subscribe_to_channel(channel)
+        try:
+            return await layer.channels[channel].get()
+        except (asyncio.CancelledError, GeneratorExit):
+            # as the layer's own receive: a cancelled receiver is gone, so is its subscription
+            if layer.channels.pop(channel, None) is not None:
+                try:
+                    await layer._get_shard(channel).unsubscribe(channel)
+                except Exception:
+                    logger.exception("unsubscribing a cancelled receiver failed")
+            raise

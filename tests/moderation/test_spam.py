@@ -103,6 +103,24 @@ def test_one_batch_opening_many_conversations_is_judged_as_it_goes(alice):
     assert Conversation.objects.filter(pk__in=conversations, last_seq=1).count() == 5
 
 
+def test_the_socket_path_skips_the_screen_for_conversations_a_new_account_is_known_to_pass(alice):
+    """MESSAGING_SEND_SCREEN_NEEDED: once a new account wrote in a conversation (or it is a group),
+    its further sends there need no screen, hence no query; a first contact still does."""
+    from messaging.integrations import ScreenedSend
+
+    target, other = strangers(2)
+    conversation, fresh = direct(alice, target), direct(alice, other)
+    group = alice.client.post("/api/v1/conversations", {"type": "group", "title": "g",
+                                                        "member_ids": [str(target.user.pk)]},
+                              format="json").json()["id"]
+    me = str(alice.user.pk)
+    assert spam.screening_needed(sends=[ScreenedSend(0, me, conversation)])  # nothing remembered yet
+    assert send(alice, conversation).status_code == 201
+    assert send(alice, group).status_code == 201
+    assert not spam.screening_needed(sends=[ScreenedSend(0, me, conversation), ScreenedSend(1, me, group)])
+    assert spam.screening_needed(sends=[ScreenedSend(0, me, conversation), ScreenedSend(1, me, fresh)])
+
+
 def test_the_throttle_can_be_turned_off(alice, settings):
     settings.SPAM_NEW_ACCOUNT_HOURS = 0
     assert all(send(alice, direct(alice, t)).status_code == 201 for t in strangers(7))
