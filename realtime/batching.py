@@ -1,6 +1,6 @@
-"""Group commit for socket sends: many frames, one statement, several batches in flight.
+"""Group commit for socket sends and acks: many frames, one statement, several batches in flight.
 
-Each event loop (server process) has one batcher. A handler `submit`s its
+Each event loop (server process) has one batcher per kind (`message.send`, `ack`). A handler `submit`s its
 request with the callback that answers it and returns at once, so a socket
 keeps reading while its sends commit. The first request to arrive starts a
 batch on the next turn of the loop (after every socket whose frames arrived
@@ -33,8 +33,9 @@ Done = Callable[[Any], Awaitable[None]]
 
 
 class Batcher:
-    def __init__(self, run: BatchFunction, *, max_batch: int, max_in_flight: int) -> None:
+    def __init__(self, run: BatchFunction, *, max_batch: int, max_in_flight: int, kind: str = "send") -> None:
         self.run = run
+        self.kind = kind  # "send" or "ack": what the batches hold, for the metrics and the log
         self.max_batch = max(1, max_batch)
         self.max_in_flight = max(1, max_in_flight)
         self.queue: deque[tuple[Any, Done]] = deque()
@@ -73,15 +74,16 @@ class Batcher:
         except Exception as exc:
             error = to_application_error(exc)
             if error is None:
-                logger.exception("send batch failed")
+                logger.exception("%s batch failed", self.kind)
                 error = ApplicationError("Internal server error.", code="internal_error", status=500)
             results = [error] * len(batch)
         finally:
             self.in_flight -= 1
             self.batches += 1
             self._schedule()
-        metrics.SEND_BATCH_SIZE.observe(len(batch))
-        logger.info("frame batch", extra={"event": "frame_batch", "batch_size": len(batch),
+        if self.kind == "send":
+            metrics.SEND_BATCH_SIZE.observe(len(batch))
+        logger.info("frame batch", extra={"event": "frame_batch", "kind": self.kind, "batch_size": len(batch),
                                           "errors": sum(isinstance(r, ApplicationError) for r in results)})
         for (_, done), result in zip(batch, results, strict=True):
             try:
@@ -90,16 +92,16 @@ class Batcher:
                 log_failure(logger, "answering a send failed", exc)
 
 
-_batchers: dict[asyncio.AbstractEventLoop, Batcher] = {}
+_batchers: dict[tuple[asyncio.AbstractEventLoop, BatchFunction], Batcher] = {}
 
 
-def batcher(run: BatchFunction) -> Batcher:
-    """The running loop's send batcher (tests run each on a fresh loop)."""
+def batcher(run: BatchFunction, *, kind: str = "send") -> Batcher:
+    """The running loop's batcher for `run` (the sends', the acks'; tests run each on a fresh loop)."""
     loop = asyncio.get_running_loop()
-    existing = _batchers.get(loop)
+    existing = _batchers.get((loop, run))
     if existing is None:
-        for stale in [other for other in _batchers if other.is_closed()]:
+        for stale in [entry for entry in _batchers if entry[0].is_closed()]:
             del _batchers[stale]
-        existing = _batchers[loop] = Batcher(run, max_batch=settings.WS_SEND_BATCH_MAX,
-                                             max_in_flight=settings.WS_SEND_BATCHES_IN_FLIGHT)
+        existing = _batchers[(loop, run)] = Batcher(run, max_batch=settings.WS_SEND_BATCH_MAX,
+                                                    max_in_flight=settings.WS_SEND_BATCHES_IN_FLIGHT, kind=kind)
     return existing

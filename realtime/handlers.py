@@ -10,6 +10,7 @@ plain callers of the services and selectors of accounts, contacts and messaging.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from accounts.models import Device, User
 from accounts.selectors import device_is_active
 from accounts.services import user_mark_seen
 from calls import sockets as call_sockets
+from core import asyncdb
 from core.errors import ApplicationError, ValidationFailed
 from core.serializers import timestamp
 from messaging import services as messaging_services
@@ -33,7 +35,7 @@ from messaging.selectors import (
     presence_viewers,
     presence_visible_peers,
 )
-from messaging.services import SendRequest
+from messaging.services import DeviceAck, SendRequest
 from realtime.batching import batcher
 from realtime.frames import frame_encode, frame_ref, require_dict, require_str
 from streams import presence
@@ -163,8 +165,26 @@ async def announce(user_id: str, viewers: list[str], state: str, last_seen: str 
 
 
 async def store_ack(socket: Socket, position: int) -> None:
-    await database_sync_to_async(device_ack, thread_sensitive=False)(
-        user_id=socket.user_id, device_id=socket.device_id, cursor=cursor_encode(position))
+    """Returns once the ack is stored: on PostgreSQL in the process's next ack batch (one
+    statement for every socket's acks meanwhile), under SQLite on a thread."""
+    if not asyncdb.available():
+        await database_sync_to_async(device_ack, thread_sensitive=False)(
+            user_id=socket.user_id, device_id=socket.device_id, cursor=cursor_encode(position))
+        return
+    stored: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def done(result: Any) -> None:
+        if not stored.done():
+            stored.set_result(result)
+
+    batcher(_run_ack_batch, kind="ack").submit(DeviceAck(socket.user_id, socket.device_id, position), done)
+    result = await stored
+    if isinstance(result, ApplicationError):
+        raise result
+
+
+async def _run_ack_batch(acks: list[DeviceAck]) -> list[Any]:
+    return await messaging_services.device_acks_async(acks)
 
 
 # --- Frame handlers -------------------------------------------------------------------------

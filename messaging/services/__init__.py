@@ -30,7 +30,14 @@ from messaging.services.conversations import (
 )
 from messaging.services.editing import message_delete, message_edit, message_remove
 from messaging.services.fanout import fanout_job_open, fanout_job_run, fanout_jobs_prune, fanout_jobs_stalled
-from messaging.services.receipts import conversation_read, device_ack, message_played, sync_read
+from messaging.services.receipts import (
+    DeviceAck,
+    conversation_read,
+    device_ack,
+    device_acks_async,
+    message_played,
+    sync_read,
+)
 from messaging.services.sending import (
     SendRequest,
     message_post,
@@ -40,10 +47,33 @@ from messaging.services.sending import (
 )
 
 __all__ = [
-    "ADMIN_ROLES", "SendRequest", "conversation_avatar_delete", "conversation_avatar_set", "conversation_create",
-    "conversation_join", "conversation_mute", "conversation_read", "conversation_update", "device_ack",
-    "fanout_job_open", "fanout_job_run", "fanout_jobs_prune", "fanout_jobs_stalled", "member_remove", "member_role_set",
+    "ADMIN_ROLES",
+    "DeviceAck",
+    "SendRequest",
+    "conversation_avatar_delete",
+    "conversation_avatar_set",
+    "conversation_create",
+    "conversation_join",
+    "conversation_mute",
+    "conversation_read",
+    "conversation_update",
+    "device_ack",
+    "device_acks_async",
+    "fanout_job_open",
+    "fanout_job_run",
+    "fanout_jobs_prune",
+    "fanout_jobs_stalled",
+    "member_remove",
+    "member_role_set",
     "members_add",
-    "message_delete", "message_edit", "message_played", "message_post", "message_remove", "message_send",
-    "message_send_many", "message_send_many_async", "sync_read", "user_messages_erase",
+    "message_delete",
+    "message_edit",
+    "message_played",
+    "message_post",
+    "message_remove",
+    "message_send",
+    "message_send_many",
+    "message_send_many_async",
+    "sync_read",
+    "user_messages_erase",
 ]

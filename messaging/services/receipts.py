@@ -1,15 +1,25 @@
-"""Read and delivered pointers (receipts), and the device's ack of its stream."""
+"""Read and delivered pointers (receipts), and the device's ack of its stream.
+
+On PostgreSQL a device's ack is one call of `messaging_ack_batch` (migration 0011),
+for one device (`device_ack`, REST's GET /sync) or for every ack a server process
+gathered meanwhile (`device_acks_async`, the sockets' ack batch); under SQLite the
+ORM path below does the same."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+import orjson
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import Case, F, IntegerField, Subquery, When
 from django.db.models.functions import Coalesce, Greatest, Now
 
 from accounts.models import User
+from core import asyncdb, metrics
 from core.errors import NotFound, ValidationFailed
 from messaging import events, integrations
 from messaging.models import (
@@ -27,6 +37,9 @@ from messaging.selectors import (
 )
 from messaging.services.receipt_counts import counted, note_moved
 from streams.cursors import cursor_decode
+from streams.encoding import event_frame, json_text
+from streams.hub import Events, events_for, hub, ring_now
+from streams.hub import key as hub_key
 from streams.models import Event
 from streams.selectors import stream_head
 from streams.services import PendingEvent, stream_append
@@ -68,6 +81,15 @@ def conversation_read(*, user: User, conversation_id: object, seq: int) -> None:
         stream_append(pending)
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceAck:
+    """A device has stored its user's stream up to `position` (the socket's `ack`)."""
+
+    user_id: str
+    device_id: str
+    position: int
+
+
 def device_ack(*, user: User | str, device_id: object, cursor: str) -> None:
     """The device has stored its user's stream up to `cursor`.
 
@@ -80,7 +102,18 @@ def device_ack(*, user: User | str, device_id: object, cursor: str) -> None:
     position = cursor_decode(cursor)
     if position <= 0:
         return
-    with transaction.atomic():
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            with connection.cursor() as db:
+                db.execute(_ACK_SQL, _ack_params([DeviceAck(user_id, str(device_id), position)]))
+                output = db.fetchone()[0]
+            acked = _acked(orjson.loads(output) if isinstance(output, (str, bytes)) else output)
+            for conversation_id, after, upto in acked.counted:
+                note_moved(conversation_id=conversation_id, kind="delivered", after=after, upto=upto)
+            if acked.events:
+                transaction.on_commit(lambda: ring_now(events=acked.events))
+        return
+    with transaction.atomic():  # SQLite (the embedded default): the ORM
         position = min(position, stream_head(user_id=user_id))
         row, _ = DeviceCursor.objects.select_for_update().get_or_create(device_id=device_id)
         if position <= row.position:
@@ -88,6 +121,55 @@ def device_ack(*, user: User | str, device_id: object, cursor: str) -> None:
         old, row.position = row.position, position
         row.save(update_fields=["position"])
         _mark_delivered(user_id=user_id, after=old, upto=position)
+
+
+async def device_acks_async(acks: list[DeviceAck]) -> list[None]:
+    """Many devices' acks from the event loop (the socket's ack batch, PostgreSQL only): one
+    `messaging_ack_batch` statement on the async pool, in autocommit; then the receipts reach
+    live sockets, and big groups' moves are noted for the coalesced counts."""
+    latest: dict[str, DeviceAck] = {}
+    for ack in acks:  # one entry per device: its highest position
+        if ack.position > 0 and (ack.device_id not in latest or ack.position > latest[ack.device_id].position):
+            latest[ack.device_id] = ack
+    if latest:
+        async with (await asyncdb.pool()).connection() as db:
+            cursor = await db.execute(_ACK_SQL, _ack_params(list(latest.values())))
+            acked = _acked((await cursor.fetchone())[0])
+        if acked.events:
+            await hub().ring(events=acked.events)
+        if acked.counted:
+            await database_sync_to_async(_note_counted, thread_sensitive=False)(acked.counted)
+    return [None] * len(acks)
+
+
+_ACK_SQL = "SELECT messaging_ack_batch(%s::jsonb, %s, %s)"
+
+
+@dataclass(frozen=True, slots=True)
+class _Acked:
+    events: Events  # receipt.delivered frames for the senders' live sockets
+    counted: list[tuple[str, int, int]]  # (conversation, after, upto) moves in big groups
+
+
+def _ack_params(acks: list[DeviceAck]) -> list[Any]:
+    batch = orjson.dumps([{"d": ack.device_id, "u": ack.user_id, "p": ack.position} for ack in acks]).decode()
+    return [batch, settings.MESSAGING_INLINE_FANOUT_MAX, settings.MESSAGING_GROUP_MAX_MEMBERS]
+
+
+def _acked(output: dict[str, Any]) -> _Acked:
+    now = output["now"]
+    rings = [(hub_key(recipient), position, event_frame(
+        position=position, type=events.RECEIPT_DELIVERED, created_at=now,
+        data_json=json_text(events.receipt(conversation_id=conversation_id, user_id=reader, seq=seq))))
+        for recipient, position, conversation_id, reader, seq in output["receipts"]]
+    if rings:
+        metrics.STREAM_APPEND_EVENTS.observe(len(rings))
+    return _Acked(events_for(rings), [(c, after, upto) for c, after, upto in output["counted"]])
+
+
+def _note_counted(counted: list[tuple[str, int, int]]) -> None:
+    for conversation_id, after, upto in counted:
+        note_moved(conversation_id=conversation_id, kind="delivered", after=after, upto=upto)
 
 
 def _mark_delivered(*, user_id: str, after: int, upto: int) -> None:

@@ -351,14 +351,14 @@ async def test_acks_in_quick_succession_collapse_into_the_highest(socket, alice,
     for i in range(20):
         await database_sync_to_async(messaging_services.message_send)(
             sender=alice.user, conversation_id=conversation_id, payload=text(str(i)))
-    stored: list[str] = []
-    real = handlers.device_ack
+    stored: list[str] = []  # the positions handed to the database, in order
+    real = messaging_services.device_acks_async
 
-    def recording(**kwargs):
-        stored.append(kwargs["cursor"])
-        real(**kwargs)
+    async def recording(acks):
+        stored.extend(str(ack.position) for ack in acks)
+        return await real(acks)
 
-    monkeypatch.setattr(handlers, "device_ack", recording)
+    monkeypatch.setattr(messaging_services, "device_acks_async", recording)
     client = await socket(bob.token)
     await client.send({"type": "hello", "cursor": "0"})
     events = await client.events(21)
