@@ -133,9 +133,12 @@ def screening_needed(*, sends: Iterable[ScreenedSend]) -> bool:
     by an established account or into a conversation its new-account sender is known to pass
     (wrote there, was answered, or it is not a direct conversation): the socket's batch then
     skips the screen without a query or a thread hop."""
-    now = timezone.now()
-    return any((send.sender_id not in _ages or is_new_account(_ages[send.sender_id], now=now))
-               and (send.sender_id, send.conversation_id) not in _known for send in sends)
+    hours = settings.SPAM_NEW_ACCOUNT_HOURS
+    if hours <= 0:
+        return False  # the throttle is off
+    cutoff = timezone.now() - timedelta(hours=hours)  # an account created after it is new
+    return any((send.sender_id, send.conversation_id) not in _known
+               and (send.sender_id not in _ages or _ages[send.sender_id] > cutoff) for send in sends)
 
 
 def sends_screen(*, sends: list[ScreenedSend]) -> dict[int, ApplicationError]:

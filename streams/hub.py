@@ -68,10 +68,21 @@ class Subscriber(Protocol):
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
+_KEYS_MAX = 100_000
+_keys: dict[str, str] = {}  # the database's spelling -> key, for the users and devices rung lately
+
+
 def key(value: object) -> str:
     """Users and devices are keyed by their id's hex in rings (compact, one spelling)."""
-    if type(value) is str and _CANONICAL.fullmatch(value):
-        return value.replace("-", "")  # the database's spelling: no UUID object per recipient
+    if type(value) is str:
+        known = _keys.get(value)
+        if known is not None:
+            return known
+        if _CANONICAL.fullmatch(value):  # no UUID object per recipient
+            if len(_keys) >= _KEYS_MAX:
+                _keys.clear()
+            known = _keys[value] = value.replace("-", "")
+            return known
     return uuid.UUID(str(value)).hex
 
 
