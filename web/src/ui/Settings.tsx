@@ -1,4 +1,4 @@
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { api, ApiError, request } from "../lib/api";
 import { navigate } from "../lib/router";
 import { me, rememberUsers, showToast, signOut } from "../lib/store";
@@ -23,7 +23,12 @@ export function Settings() {
   const [error, setError] = useState<string | null>(null);
   const [avatarSupported, setAvatarSupported] = useState(true);
 
+  // Another account signed in under this page: show its profile. Not on mount: the initial
+  // state holds it already, and an effect run after the first paint would wipe what was typed.
+  const shownId = useRef(profile.id);
   useEffect(() => {
+    if (shownId.current === profile.id) return;
+    shownId.current = profile.id;
     setName(profile.display_name);
     setAbout(profile.about);
   }, [profile.id]);
