@@ -5,7 +5,7 @@ Pub/sub fits a doorbell: no per-group membership sets to maintain or expire in
 Redis, no per-channel lists, and a message reaches only the processes that
 hold a subscriber. What it does not have is a way to ring many groups at once:
 `group_send` takes a per-shard lock and pays one round trip each. After a group
-commit the server rings every recipient of the batch, so `group_send_many`
+commit the server rings every recipient of the batch, so `publish_raw_many`
 sends all of their PUBLISH commands in one pipeline per shard: one round trip
 for the whole batch. The hub's doorbells skip the layer's message serializer
 (`publish_raw_many` / `receive_raw`): they are encoded once with orjson behind
@@ -88,9 +88,6 @@ class PipelinedPubSubChannelLayer(RedisPubSubChannelLayer):
             layer = self._layers[loop] = _LoopLayer(*self._args, **self._kwargs, channel_layer=self)
             _wrap_close(self, loop)
         return layer
-
-    async def group_send_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
-        await self.publish_raw_many([(group, self.serialize(message)) for group, message in messages])
 
     async def publish_raw_many(self, payloads: list[tuple[str, bytes]]) -> None:
         """PUBLISH already-encoded payloads to groups: one pipeline (one round trip) per shard.

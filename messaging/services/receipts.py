@@ -108,8 +108,7 @@ def device_ack(*, user: User | str, device_id: object, cursor: str) -> None:
                 db.execute(_ACK_SQL, _ack_params([DeviceAck(user_id, str(device_id), position)]))
                 output = db.fetchone()[0]
             acked = _acked(orjson.loads(output) if isinstance(output, (str, bytes)) else output)
-            for conversation_id, after, upto in acked.counted:
-                note_moved(conversation_id=conversation_id, kind="delivered", after=after, upto=upto)
+            _note_counted(acked.counted)  # written on commit
             if acked.events:
                 transaction.on_commit(lambda: ring_now(events=acked.events))
         return
