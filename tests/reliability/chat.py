@@ -13,6 +13,7 @@ import random
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -39,14 +40,16 @@ class Sender:
     name: str = "sender"
 
     def run(self, deadline: float, stop: threading.Event | None = None) -> None:
-        todo = [str(uuid.uuid4()) for _ in range(self.count)]
+        # Popped only once acknowledged, so a connection that fails midway loses no progress: a
+        # reconnect resends the unacknowledged head, not everything acked on that connection.
+        todo = deque(str(uuid.uuid4()) for _ in range(self.count))
         while todo and time.monotonic() < deadline and not (stop and stop.is_set()):
             base = random.choice(self.bases)
             try:
                 if self.via == "socket":
-                    todo = self._over_socket(base, todo, deadline)
+                    self._over_socket(base, todo, deadline)
                 else:
-                    todo = self._over_rest(base, todo, deadline)
+                    self._over_rest(base, todo, deadline)
             except NETWORK_ERRORS:
                 self.failures += 1
                 time.sleep(0.2)
@@ -54,7 +57,7 @@ class Sender:
     def _body(self, client_id: str) -> dict:
         return {"client_id": client_id, "type": "text", "text": f"{self.name}:{client_id[:8]}"}
 
-    def _over_socket(self, base: str, todo: list[str], deadline: float) -> list[str]:
+    def _over_socket(self, base: str, todo: deque[str], deadline: float) -> None:
         url = base.replace("http://", "ws://") + "/ws/v1"
         with connect(url, additional_headers={"Authorization": f"Bearer {self.token}"}, open_timeout=5,
                      close_timeout=1) as ws:
@@ -72,14 +75,13 @@ class Sender:
                     break
                 if frame["type"] == "message.sent":
                     self.acked[client_id] = frame["message"]
-                    todo = todo[1:]
+                    todo.popleft()
                     time.sleep(self.pace)
                 else:  # not acknowledged: retry the same client_id after a pause
                     self.failures += 1
                     time.sleep(0.2)
-        return todo
 
-    def _over_rest(self, base: str, todo: list[str], deadline: float) -> list[str]:
+    def _over_rest(self, base: str, todo: deque[str], deadline: float) -> None:
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {self.token}"}, timeout=5) as http:
             while todo and time.monotonic() < deadline:
                 client_id = todo[0]
@@ -87,12 +89,11 @@ class Sender:
                                      json=self._body(client_id))
                 if response.status_code in (200, 201):
                     self.acked[client_id] = response.json()
-                    todo = todo[1:]
+                    todo.popleft()
                     time.sleep(self.pace)
                 else:
                     self.failures += 1
                     time.sleep(0.2)
-        return todo
 
 
 @dataclass
