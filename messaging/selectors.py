@@ -20,6 +20,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import User
+from core.compiled import per_user_instances, per_user_values
 from core.db import replica_ok
 from core.errors import NotFound, ValidationFailed
 from core.serializers import timestamp
@@ -445,32 +446,45 @@ def _presence_circle(*, user_id: object) -> QuerySet[Any]:
     recently seen friends (mutual contacts, no block), the people presence is about. A UNION, not
     `pk IN (a) OR pk IN (b)`, which PostgreSQL can only answer by scanning every user."""
     friends = integrations.friends_recently_active(user_id=user_id, limit=settings.WS_PRESENCE_CONTACTS_MAX)
-    return _conversation_peers(user_id=user_id).values_list("user_id", flat=True).union(
-        friends.values_list("pk", flat=True))
+    # The LIMIT inside a subquery of its own: SQLite (`make run`) refuses one on a UNION's member.
+    recent_friends = User.objects.filter(pk__in=friends).values_list("pk", flat=True)
+    return _conversation_peers(user_id=user_id).values_list("user_id", flat=True).union(recent_friends)
+
+
+def _presence_shape(*extra: object) -> tuple[object, ...]:
+    """The settings the presence queries read: their compiled SQL is kept per these values."""
+    return (settings.MESSAGING_INLINE_FANOUT_MAX, settings.WS_PRESENCE_CONTACTS_MAX, *extra)
+
+
+def _presence_viewers_query(user_id: uuid.UUID) -> QuerySet[User]:
+    return (User.objects.filter(pk__in=_presence_circle(user_id=user_id), is_active=True)
+            .exclude(pk=user_id)
+            .filter(integrations.may_see_presence_of(target_id=user_id))
+            .values_list("pk", flat=True))
 
 
 def presence_viewers(*, user_id: object) -> list[str]:
     """Who may see user_id's online state and last_seen, in one query: its presence circle
     (conversation peers and recently seen friends), as far as its last_seen setting allows,
-    with no block either way."""
-    return [str(pk) for pk in (
-        User.objects.filter(pk__in=_presence_circle(user_id=user_id), is_active=True)
-        .exclude(pk=user_id)
-        .filter(integrations.may_see_presence_of(target_id=user_id))
-        .values_list("pk", flat=True)
-    )]
+    with no block either way. Compiled once (it runs on every connect and disconnect)."""
+    rows = per_user_values(_presence_viewers_query, user_id=user_id, shape=_presence_shape(), model=User)
+    return [str(uuid.UUID(str(pk))) for pk, in rows]
+
+
+def _presence_visible_peers_query(user_id: uuid.UUID, limit: int) -> QuerySet[User]:
+    return (User.objects.filter(pk__in=_presence_circle(user_id=user_id), is_active=True)
+            .exclude(pk=user_id)
+            .filter(integrations.presence_visible_to(viewer_id=user_id))
+            .only("pk", "last_seen_at")
+            .order_by(F("last_seen_at").desc(nulls_last=True), "pk")[:limit])
 
 
 def presence_visible_peers(*, user_id: object, limit: int) -> list[User]:
     """The people of user_id's presence circle whose online state and last_seen it may see
-    (their last_seen setting, no block either way), at most `limit`, in one query."""
-    return list(
-        User.objects.filter(pk__in=_presence_circle(user_id=user_id), is_active=True)
-        .exclude(pk=user_id)
-        .filter(integrations.presence_visible_to(viewer_id=user_id))
-        .only("pk", "last_seen_at")
-        .order_by(F("last_seen_at").desc(nulls_last=True), "pk")[:limit]
-    )
+    (their last_seen setting, no block either way), at most `limit`, in one query, compiled
+    once per limit (it runs on every hello)."""
+    return per_user_instances(_presence_visible_peers_query, user_id=user_id, args=(limit,),
+                              shape=_presence_shape(), model=User)
 
 
 def unread_total(*, user_id: object) -> int:
