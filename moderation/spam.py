@@ -67,9 +67,15 @@ class SpamScore:
                 + self.sends_1h / max(1, settings.SPAM_SENDS_PER_POINT))
 
 
-def is_new_account(created_at: datetime, *, now: datetime | None = None) -> bool:
+def new_account_cutoff(now: datetime | None = None) -> datetime | None:
+    """An account created after this is new (None: the throttle is off, no account is)."""
     hours = settings.SPAM_NEW_ACCOUNT_HOURS
-    return hours > 0 and created_at > (now or timezone.now()) - timedelta(hours=hours)
+    return (now or timezone.now()) - timedelta(hours=hours) if hours > 0 else None
+
+
+def is_new_account(created_at: datetime, *, now: datetime | None = None) -> bool:
+    cutoff = new_account_cutoff(now)
+    return cutoff is not None and created_at > cutoff
 
 
 def spam_score(*, user_id: object, now: datetime | None = None) -> SpamScore:
@@ -133,10 +139,9 @@ def screening_needed(*, sends: Iterable[ScreenedSend]) -> bool:
     by an established account or into a conversation its new-account sender is known to pass
     (wrote there, was answered, or it is not a direct conversation): the socket's batch then
     skips the screen without a query or a thread hop."""
-    hours = settings.SPAM_NEW_ACCOUNT_HOURS
-    if hours <= 0:
-        return False  # the throttle is off
-    cutoff = timezone.now() - timedelta(hours=hours)  # an account created after it is new
+    cutoff = new_account_cutoff()  # once per batch, not per send
+    if cutoff is None:
+        return False
     return any((send.sender_id, send.conversation_id) not in _known
                and (send.sender_id not in _ages or _ages[send.sender_id] > cutoff) for send in sends)
 
