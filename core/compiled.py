@@ -34,21 +34,18 @@ class _Compiled:
 _compiled: dict[Hashable, _Compiled] = {}
 
 
+def _prepared(user_id: object, using: str) -> Any:
+    """The user id as the database's parameter (a UUID on PostgreSQL, hex on SQLite)."""
+    return _UUID_FIELD.get_db_prep_value(uuid.UUID(str(user_id)), connections[using])
+
+
 def _compile(build: Callable[..., QuerySet[Any]], args: tuple[Any, ...], using: str) -> _Compiled:
-    connection = connections[using]
     sql, params = build(SENTINEL, *args).query.get_compiler(using).as_sql()
-    sentinel_forms = {_UUID_FIELD.get_db_prep_value(SENTINEL, connection), SENTINEL, SENTINEL.hex, str(SENTINEL)}
-    slots = tuple(i for i, param in enumerate(params) if _is_sentinel(param, sentinel_forms))
+    sentinel = _prepared(SENTINEL, using)
+    slots = tuple(i for i, param in enumerate(params) if param == sentinel)
     if not slots or SENTINEL.hex in sql or str(SENTINEL) in sql:
         raise ValueError("the user id must reach the query as a parameter, and only as one")
     return _Compiled(sql, tuple(params), slots)
-
-
-def _is_sentinel(param: Any, forms: set[Any]) -> bool:
-    try:
-        return param in forms
-    except TypeError:  # an unhashable parameter (a list) is never the sentinel
-        return False
 
 
 def per_user_sql(build: Callable[..., QuerySet[Any]], *, user_id: object, args: tuple[Any, ...] = (),
@@ -59,7 +56,7 @@ def per_user_sql(build: Callable[..., QuerySet[Any]], *, user_id: object, args: 
     compiled = _compiled.get(key)
     if compiled is None:
         compiled = _compiled[key] = _compile(build, args, using)
-    value = _UUID_FIELD.get_db_prep_value(uuid.UUID(str(user_id)), connections[using])
+    value = _prepared(user_id, using)
     params = list(compiled.params)
     for slot in compiled.slots:
         params[slot] = value

@@ -89,7 +89,7 @@ class Batcher:
             try:
                 await done(result)
             except Exception as exc:  # noqa: BLE001 - one client's failure must not stop the others' answers
-                log_failure(logger, "answering a send failed", exc)
+                log_failure(logger, f"answering a {self.kind} failed", exc)
 
 
 _batchers: dict[tuple[asyncio.AbstractEventLoop, BatchFunction], Batcher] = {}
